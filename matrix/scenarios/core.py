@@ -1,0 +1,229 @@
+"""Scenario declarations: a stable id, a category, what it checks, and what "works" means per axis values.
+
+A scenario is a pytest test decorated with :func:`scenario`. Its expectation is declared next to it and resolved
+against the cell (Python, SQLAlchemy, pytest-asyncio, subject) and the database/driver of each run, so that the
+recorder can compute a verdict instead of anybody judging it by eye. This module imports nothing from pytest so
+that the catalogue (README table) can be rendered from it without running anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, TypeVar, Union
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+CATEGORIES = (
+    "context",
+    "gather",
+    "fixture-styles",
+    "implicit-io",
+    "transactions",
+    "driver-specifics",
+    "teardown-hygiene",
+)
+_ID = re.compile(r"^([a-z-]+)/[a-z0-9][a-z0-9-]*$")
+_SPEC = re.compile(r"^\s*(<=|>=|==|!=|<|>)\s*([0-9]+(?:\.[0-9]+)*)\s*$")
+# Axis keys a rule may test; the version ones take specifiers like ">=2.0,<2.1", the others exact values.
+VERSION_AXES = ("python", "sqlalchemy", "pytest_asyncio")
+VALUE_AXES = ("subject", "driver", "database")
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    """'2.0.36' -> (2, 0, 36); stops at the first non-numeric part ('1.0.0a1' -> (1, 0, 0))."""
+    parts: list[int] = []
+    for piece in text.split("."):
+        digits = re.match(r"\d+", piece)
+        if digits is None:
+            break
+        parts.append(int(digits.group()))
+        if digits.group() != piece:
+            break
+    return tuple(parts)
+
+
+def _compare(actual: tuple[int, ...], op: str, wanted: tuple[int, ...]) -> bool:
+    # "<1.0" must be true for 0.26.0 and false for 1.0.0: compare on the wanted precision.
+    actual = actual[: len(wanted)] + (0,) * max(0, len(wanted) - len(actual))
+    return {
+        "<": actual < wanted,
+        "<=": actual <= wanted,
+        ">": actual > wanted,
+        ">=": actual >= wanted,
+        "==": actual == wanted,
+        "!=": actual != wanted,
+    }[op]
+
+
+def version_matches(actual: str, spec: str) -> bool:
+    """True when version ``actual`` satisfies every comma-separated clause of ``spec`` (e.g. '>=0.23,<1')."""
+    have = version_tuple(actual)
+    for clause in spec.split(","):
+        match = _SPEC.match(clause)
+        if match is None:
+            raise ValueError(f"bad version specifier {clause!r} in {spec!r}")
+        if not _compare(have, match.group(1), version_tuple(match.group(2))):
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class Axes:
+    """The values an expectation may depend on, for one run of one scenario."""
+
+    python: str
+    sqlalchemy: str
+    pytest_asyncio: str
+    subject: str
+    driver: str = ""
+    database: str = ""  # the database kind: sqlite, postgresql or mysql
+
+    def with_target(self, *, driver: str, database: str) -> Axes:
+        return Axes(self.python, self.sqlalchemy, self.pytest_asyncio, self.subject, driver, database)
+
+
+def _installed(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "0"
+
+
+def current_axes(environ: Mapping[str, str] = os.environ) -> Axes:
+    """Axes of this process: versions as installed (exact, so rules can be precise), subject from the cell."""
+    cell = json.loads(environ.get("GREENLIGHT_CELL") or "{}")
+    return Axes(
+        python="{}.{}.{}".format(*sys.version_info[:3]),
+        sqlalchemy=_installed("sqlalchemy"),
+        pytest_asyncio=_installed("pytest-asyncio"),
+        subject=str(cell.get("subject", "none")),
+    )
+
+
+@dataclass(frozen=True)
+class Expect:
+    """One expectation: ``pass``, ``raises:<qualified exception name>``, or not applicable (recorded as skipped)."""
+
+    kind: str  # "pass" | "raises" | "n/a"
+    detail: str = ""  # exception name for "raises", reason for "n/a"
+
+    def __str__(self) -> str:
+        if self.kind == "pass":
+            return "pass"
+        if self.kind == "raises":
+            return f"raises:{self.detail}"
+        return f"n/a ({self.detail})"
+
+
+PASS = Expect("pass")
+
+
+def raises(qualified_name: str) -> Expect:
+    """Expect this exception (or a subclass), named as the recorder names it: 'sqlalchemy.exc.MissingGreenlet'."""
+    return Expect("raises", qualified_name)
+
+
+def not_applicable(reason: str) -> Expect:
+    """The scenario does not apply for these axis values; it is skipped with ``reason``."""
+    return Expect("n/a", reason)
+
+
+Condition = Union[str, Sequence[str]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``expect`` applies when every condition holds (version specifiers, or one of the listed values)."""
+
+    conditions: tuple[tuple[str, Condition], ...]
+    expect: Expect
+
+    def matches(self, axes: Axes) -> bool:
+        for key, wanted in self.conditions:
+            actual = getattr(axes, key)
+            if key in VERSION_AXES:
+                assert isinstance(wanted, str)
+                if not version_matches(actual, wanted):
+                    return False
+            elif actual not in ((wanted,) if isinstance(wanted, str) else tuple(wanted)):
+                return False
+        return True
+
+    def describe(self) -> str:
+        parts = []
+        for key, wanted in self.conditions:
+            if key in VERSION_AXES:
+                parts.append(f"{key}{wanted}")
+            else:
+                values = (wanted,) if isinstance(wanted, str) else tuple(wanted)
+                parts.append(f"{key}={'|'.join(values)}")
+        return " and ".join(parts)
+
+
+def when(*, expect: Expect, **conditions: Condition) -> Rule:
+    """A rule: ``when(python="<3.10", expect=raises("RuntimeError"))``."""
+    for key in conditions:
+        if key not in VERSION_AXES + VALUE_AXES:
+            raise ValueError(f"unknown axis {key!r}; use one of {VERSION_AXES + VALUE_AXES}")
+    for key in VERSION_AXES:
+        if key in conditions:
+            version_matches("1", str(conditions[key]))  # validates the specifier now, not during a run
+    return Rule(tuple(conditions.items()), expect)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    id: str
+    checks: str
+    expect: Expect = PASS
+    unless: tuple[Rule, ...] = field(default_factory=tuple)
+
+    @property
+    def category(self) -> str:
+        return self.id.split("/", 1)[0]
+
+    def resolve(self, axes: Axes) -> Expect:
+        """The first matching rule wins; otherwise the default expectation."""
+        for rule in self.unless:
+            if rule.matches(axes):
+                return rule.expect
+        return self.expect
+
+    def describe(self) -> str:
+        """The expectation per axis values, as the README catalogue shows it."""
+        text = str(self.expect)
+        for rule in self.unless:
+            text += f"; {rule.expect} when {rule.describe()}"
+        return text
+
+
+REGISTRY: dict[str, Scenario] = {}
+ATTRIBUTE = "__greenlight_scenario__"
+
+
+def scenario(id: str, *, checks: str, expect: Expect = PASS, unless: Sequence[Rule] = ()) -> Callable[[F], F]:
+    """Declare a pytest test as the scenario ``id`` ('category/name'); see the module docstring."""
+    match = _ID.match(id)
+    if match is None or match.group(1) not in CATEGORIES:
+        raise ValueError(f"scenario id {id!r} must be '<category>/<name>' with a category from {CATEGORIES}")
+    declared = Scenario(id, " ".join(checks.split()), expect, tuple(unless))
+    known = REGISTRY.get(id)
+    if known is not None and known != declared:
+        raise ValueError(f"scenario id {id!r} is declared twice")
+    REGISTRY[id] = declared
+
+    def mark(function: F) -> F:
+        setattr(function, ATTRIBUTE, declared)
+        return function
+
+    return mark
+
+
+def scenario_of(function: object) -> Scenario | None:
+    return getattr(function, ATTRIBUTE, None)

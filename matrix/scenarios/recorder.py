@@ -1,0 +1,166 @@
+"""pytest plugin (``-p matrix.scenarios.recorder``): one JSON line per (scenario, database, driver).
+
+Each line is exactly a ``scenarios[]`` entry of ``reports/SCHEMA.md``. Outcome, exception and verdict are computed
+here from what pytest saw, against the expectation declared next to the scenario and resolved for this cell and
+driver. Lines are appended and flushed one by one to ``GREENLIGHT_SCENARIO_OUT`` so a crash or a hang loses nothing
+that finished. Every database password is replaced by ``***`` and long texts are capped.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import pytest
+
+from matrix.scenarios.core import Expect, current_axes, scenario_of
+from matrix.scenarios.support import Target, redact
+
+CAP = 4000
+TIMEOUT_PREFIX = "Timeout ("  # pytest-timeout fails a test with "Timeout (>60.0s) from pytest-timeout."
+
+
+def qualified_name(cls: type) -> str:
+    """The public dotted name of an exception class: 'asyncpg.exceptions._base.InterfaceError' is re-exported
+    by 'asyncpg.exceptions', so that is the name; builtins are bare ('RuntimeError')."""
+    module = cls.__module__
+    if module == "builtins":
+        return cls.__qualname__
+    parts = module.split(".")
+    for end in range(1, len(parts) + 1):
+        candidate = ".".join(parts[:end])
+        if any(piece.startswith("_") for piece in parts[:end]):
+            break
+        try:
+            if getattr(importlib.import_module(candidate), cls.__qualname__, None) is cls:
+                return f"{candidate}.{cls.__qualname__}"
+        except ImportError:
+            continue
+    return f"{module}.{cls.__qualname__}"
+
+
+def exception_names(exc: BaseException) -> list[str]:
+    """Names of the exception and its bases (a nested run reports the inner exception's names instead)."""
+    inner = getattr(exc, "recorded_names", None)
+    if inner:
+        return list(inner)
+    return [qualified_name(cls) for cls in type(exc).__mro__ if issubclass(cls, BaseException)]
+
+
+def cap(text: str) -> str:
+    text = redact(text)
+    return text if len(text) <= CAP else text[: CAP - 20] + "\n… [truncated]"
+
+
+def cap_tail(text: str) -> str:
+    """Tracebacks are most useful at their end: keep the last part."""
+    text = redact(text)
+    return text if len(text) <= CAP else "[truncated] …\n" + text[-(CAP - 20) :]
+
+
+@dataclass
+class _Phase:
+    when: str
+    outcome: str
+    duration: float
+    names: list[str] = field(default_factory=list)
+    message: str = ""
+    traceback: str = ""
+
+
+def _phase(report: pytest.TestReport, excinfo: Optional[pytest.ExceptionInfo[BaseException]]) -> _Phase:
+    phase = _Phase(report.when or "call", report.outcome, report.duration)
+    if report.skipped:
+        longrepr = report.longrepr
+        phase.message = str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr)
+    elif report.failed and excinfo is not None:
+        phase.names = exception_names(excinfo.value)
+        phase.message = str(getattr(excinfo.value, "recorded_message", "") or excinfo.value)
+        phase.traceback = report.longreprtext
+    return phase
+
+
+def compute_outcome(phases: list[_Phase]) -> _Phase:
+    """The phase that decides the outcome: the first that failed or skipped, else the call."""
+    for phase in phases:
+        if phase.outcome != "passed":
+            return phase
+    return next((p for p in phases if p.when == "call"), phases[-1])
+
+
+def outcome_name(phase: _Phase) -> str:
+    if phase.outcome == "skipped":
+        return "skipped"
+    if phase.outcome == "passed":
+        return "passed"
+    if phase.message.startswith(TIMEOUT_PREFIX) and "pytest-timeout" in phase.message:
+        return "timeout"
+    return "failed" if phase.when == "call" else "error"
+
+
+def verdict(expect: Expect, outcome: str, names: list[str]) -> str:
+    """``works`` when the outcome matches the expectation (a pass, or the named exception or a subclass)."""
+    if outcome == "skipped":
+        return "skipped"
+    if expect.kind == "pass":
+        return "works" if outcome == "passed" else "broken"
+    if expect.kind == "raises":
+        return "works" if outcome in ("failed", "error") and expect.detail in names else "broken"
+    return "broken"  # an n/a scenario that ran anyway did not do what the catalogue says
+
+
+class Recorder:
+    def __init__(self, path: Optional[str]) -> None:
+        self.path = path
+        self.axes = current_axes()
+        self.phases: dict[str, list[_Phase]] = {}
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, Any, None]:
+        outcome = yield
+        report: pytest.TestReport = outcome.get_result()
+        declared = scenario_of(getattr(item, "obj", None))
+        params = getattr(item, "callspec", None)
+        target = params.params.get("db") if params is not None else None
+        if declared is None or not isinstance(target, Target):
+            return
+        phases = self.phases.setdefault(item.nodeid, [])
+        phases.append(_phase(report, call.excinfo))
+        if report.when == "teardown":  # pytest always runs teardown, also after a failed or skipped setup
+            self.write(self.entry(declared, target, self.phases.pop(item.nodeid)))
+
+    def entry(self, declared: Any, target: Target, phases: list[_Phase]) -> dict[str, Any]:
+        expect = declared.resolve(self.axes.with_target(driver=target.driver, database=target.kind))
+        deciding = compute_outcome(phases)
+        outcome = outcome_name(deciding)
+        return {
+            "id": declared.id,
+            "category": declared.category,
+            "database": target.name,
+            "driver": target.driver,
+            "checks": declared.checks,
+            "expected": "n/a" if expect.kind == "n/a" else str(expect),
+            "outcome": outcome,
+            "exception": deciding.names[0] if deciding.names else None,
+            "verdict": verdict(expect, outcome, deciding.names),
+            "duration": round(sum(p.duration for p in phases), 4),
+            "message": cap(deciding.message) if deciding.message else None,
+            "traceback": cap_tail(deciding.traceback) if deciding.traceback else None,
+        }
+
+    def write(self, entry: dict[str, Any]) -> None:
+        if not self.path:
+            return
+        with open(self.path, "a", encoding="utf-8") as out:
+            out.write(json.dumps(entry, ensure_ascii=False) + "\n")
+            out.flush()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(Recorder(os.environ.get("GREENLIGHT_SCENARIO_OUT")), "greenlight-recorder")

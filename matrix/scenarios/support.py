@@ -1,0 +1,184 @@
+"""Database helpers shared by the scenarios: targets from the environment, engines, per-test tables.
+
+The local servers and a cell's SQLite file are shared by every scenario of a run (and the local servers by other
+runs too), so each scenario works on tables with its own prefix and drops them afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, TypeVar
+from urllib.parse import unquote
+
+T = TypeVar("T")
+
+_PASSWORD = re.compile(r"(?P<head>[a-z0-9+]+://[^:/@\s]*:)(?P<password>[^@\s]+)@", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One (database, driver) a scenario runs against. ``url`` never leaves the process except via env vars."""
+
+    name: str
+    kind: str
+    driver: str
+    url: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}-{self.driver}"
+
+    def __repr__(self) -> str:  # pytest may print parameters; keep the URL (and its password) out of it
+        return f"Target({self.id})"
+
+
+def targets(environ: Mapping[str, str] = os.environ) -> list[Target]:
+    """The databases of ``GREENLIGHT_DATABASES``; a private SQLite file when it is unset (a developer run)."""
+    raw = environ.get("GREENLIGHT_DATABASES")
+    if not raw:
+        path = Path(tempfile.gettempdir()) / f"greenlight-scenarios-{os.getpid()}.db"
+        return [Target("sqlite", "sqlite", "aiosqlite", f"sqlite+aiosqlite:///{path}")]
+    return [Target(d["name"], d["kind"], d["driver"], d["url"]) for d in json.loads(raw)]
+
+
+def redact(text: str, environ: Mapping[str, str] = os.environ) -> str:
+    """Replace every database password (from the configured URLs, and any URL in ``text``) with ***."""
+    secrets: set[str] = set()
+    for target in targets(environ) if environ.get("GREENLIGHT_DATABASES") else []:
+        match = _PASSWORD.search(target.url)
+        if match:
+            # URLs carry the password URL-quoted; messages may show it either way.
+            secrets.update({match.group("password"), unquote(match.group("password"))})
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, "***")
+    return _PASSWORD.sub(r"\g<head>***@", text)
+
+
+_counter = itertools.count()
+
+
+def unique_prefix() -> str:
+    """A table-name prefix unique to this process and call: short enough for MySQL's 64-character limit."""
+    return f"gl{os.getpid()}x{next(_counter)}_"
+
+
+def run_in_thread(make: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine to completion on a fresh loop in a worker thread.
+
+    Set-up helpers use this so that they neither need nor disturb the loop a scenario runs on (``asyncio.run`` in
+    the main thread would reset the main thread's current event loop, which is itself a scenario).
+    """
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            result.append(asyncio.run(make()))  # type: ignore[arg-type]
+        except BaseException as exc:
+            error.append(exc)
+
+    thread = threading.Thread(target=work, name="greenlight-setup")
+    thread.start()
+    thread.join()
+    if error:
+        raise error[0]
+    return result[0]
+
+
+def engine_options(target: Target) -> dict[str, Any]:
+    """Per-kind options every scenario engine gets (none change what a scenario checks)."""
+    if target.kind == "mysql":
+        # MariaDB closes idle connections eventually; recycling keeps long runs from flaking on that.
+        return {"pool_recycle": 3600}
+    return {}
+
+
+def make_engine(target: Target, **options: Any) -> Any:
+    """An AsyncEngine for ``target`` (call on the loop that will use it)."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    return create_async_engine(target.url, **{**engine_options(target), **options})
+
+
+def make_models(prefix: str) -> SimpleNamespace:
+    """Parent/Child ORM classes on their own registry, tables named with ``prefix``.
+
+    Classic ``Column`` declarations so the same code maps on SQLAlchemy 1.4, 2.0 and 2.1. ``Parent.children`` and
+    ``Child.parent`` are plain lazy ("select") relationships: touching them after load is implicit IO.
+    """
+    from sqlalchemy import Column, ForeignKey, Integer, String
+    from sqlalchemy.orm import registry, relationship
+
+    reg = registry()
+    base: Any = reg.generate_base()
+
+    class Parent(base):
+        __tablename__ = f"{prefix}parent"
+        id = Column(Integer, primary_key=True, autoincrement=False)
+        name = Column(String(50), nullable=False)
+        children = relationship("Child", back_populates="parent", order_by="Child.id")
+
+    class Child(base):
+        __tablename__ = f"{prefix}child"
+        id = Column(Integer, primary_key=True, autoincrement=False)
+        parent_id = Column(Integer, ForeignKey(f"{prefix}parent.id"), nullable=False)
+        name = Column(String(50), nullable=False)
+        parent = relationship("Parent", back_populates="children")
+
+    return SimpleNamespace(Parent=Parent, Child=Child, metadata=base.metadata, prefix=prefix)
+
+
+async def _create(target: Target, models: SimpleNamespace, seed: bool) -> None:
+    from sqlalchemy.pool import NullPool
+
+    engine = make_engine(target, poolclass=NullPool)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(models.metadata.drop_all)
+            await conn.run_sync(models.metadata.create_all)
+            if seed:
+                await conn.execute(models.Parent.__table__.insert(), [{"id": 1, "name": "p1"}])
+                await conn.execute(
+                    models.Child.__table__.insert(),
+                    [{"id": 1, "parent_id": 1, "name": "c1"}, {"id": 2, "parent_id": 1, "name": "c2"}],
+                )
+    finally:
+        await engine.dispose()
+
+
+async def _drop(target: Target, models: SimpleNamespace) -> None:
+    from sqlalchemy.pool import NullPool
+
+    engine = make_engine(target, poolclass=NullPool)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(models.metadata.drop_all)
+    finally:
+        await engine.dispose()
+
+
+def create_tables(target: Target, models: SimpleNamespace, *, seed: bool = True) -> None:
+    """Create (and seed: parent 1 with children 1 and 2) the tables of ``models``, off the scenario's loop."""
+    run_in_thread(lambda: _create(target, models, seed))
+
+
+def drop_tables(target: Target, models: SimpleNamespace) -> None:
+    run_in_thread(lambda: _drop(target, models))
+
+
+async def checked_out(engine: Any) -> int:
+    """Connections the engine's pool has handed out and not got back (0 for pools that do not count)."""
+    pool = engine.sync_engine.pool
+    counter = getattr(pool, "checkedout", None)
+    return int(counter()) if callable(counter) else 0

@@ -1,0 +1,88 @@
+"""Explanations added to failures whose cause is async plumbing, not the code under test.
+
+Each message is a module constant so tests can check that the right one is attached (``explain`` picks it).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:
+    from .implicit_io import Site
+
+PRODUCTION_FIXES = """\
+How to fix it in the code (production has no portal):
+  * load what you need up front: select(User).options(selectinload(User.addresses))
+  * await attributes explicitly: class Base(AsyncAttrs, DeclarativeBase), then `await user.awaitable_attrs.addresses`
+  * keep attributes after commit: async_sessionmaker(engine, expire_on_commit=False)
+  * run sync helpers that do IO through the session: `await session.run_sync(helper)`"""
+
+STRICT_REFUSAL = """\
+greenlight strict mode: implicit IO at {location} ({trigger}).
+This line raises MissingGreenlet outside the tests, where no greenlet portal serves it.
+""" + PRODUCTION_FIXES
+
+MISSING_GREENLET_PORTAL_OFF = """\
+MissingGreenlet means sync code tried database IO (a lazy load, the refresh of an attribute expired by commit(), or
+a helper calling await_only) outside SQLAlchemy's greenlet. The greenlight portal was OFF for this test
+(@pytest.mark.greenlight(enabled=False) or -p no:greenlight), so nothing served it.
+""" + PRODUCTION_FIXES
+
+MISSING_GREENLET_OUTSIDE_PORTAL = """\
+MissingGreenlet was raised even though the greenlight portal was on: the IO happened outside the event loop's
+tasks, e.g. in a thread (run_in_executor, to_thread), in a sync test or sync fixture, or in a __del__/GC callback.
+Do that IO in async code (await the async API), or pass the work through `await session.run_sync(fn)`.
+""" + PRODUCTION_FIXES
+
+DIFFERENT_LOOP = """\
+An asyncio object (an engine's pooled connection, a lock, a future) was created on one event loop and used on
+another. Usual cause: an engine or session fixture with a wider scope than the event loop its tests run on — e.g. a
+session-scoped engine with function-scoped loops.
+Fix: give the fixture and its tests the same loop scope (pytest-asyncio >= 0.24: loop_scope="session" on both), or
+use pytest_greenlight.greenlight_engine(url), which keeps one engine per event loop and disposes each on its own loop."""
+
+LOOP_CLOSED = """\
+"Event loop is closed": a connection or engine outlived the event loop it was created on, and its cleanup ran after
+that loop closed (often at garbage collection or in a wider-scoped fixture's teardown).
+Fix: `await engine.dispose()` in the same fixture that created the engine, on the same loop; or use
+pytest_greenlight.greenlight_engine(url), which disposes each loop's engine just before that loop closes."""
+
+CONCURRENT_OPERATION = """\
+"another operation is in progress": two tasks used ONE connection at the same time — typically asyncio.gather() over
+one AsyncSession or AsyncConnection. An AsyncSession is not safe for concurrent use.
+Fix: give each concurrent task its own session: `async with async_sessionmaker(engine)() as session:` inside the
+task, or run the statements one after another."""
+
+# (substring of "<qualified exception type>: <message>", explanation); first match wins.
+_PATTERNS = (
+    ("attached to a different loop", DIFFERENT_LOOP),
+    ("different event loop", DIFFERENT_LOOP),
+    ("Event loop is closed", LOOP_CLOSED),
+    ("another operation is in progress", CONCURRENT_OPERATION),
+    ("This session is provisioning a new connection; concurrent operations are not permitted", CONCURRENT_OPERATION),
+    ("/isce)", CONCURRENT_OPERATION),  # SQLAlchemy's error code for an illegal state change (concurrent session use)
+)
+
+
+def strict_refusal(site: Optional[Site]) -> str:
+    if site is None:
+        return STRICT_REFUSAL.format(location="(unknown location)", trigger="await_only() in sync code")
+    return STRICT_REFUSAL.format(location=site.location(), trigger=site.trigger)
+
+
+def explain(exception_chain: list[BaseException], *, portal_enabled: bool) -> Optional[str]:
+    """Return the explanation for the first exception in the chain we recognise, or None."""
+    from sqlalchemy.exc import MissingGreenlet
+
+    from .implicit_io import ImplicitIOError
+
+    for error in exception_chain:
+        if isinstance(error, ImplicitIOError):
+            return None  # already explains itself
+        if isinstance(error, MissingGreenlet):
+            return MISSING_GREENLET_OUTSIDE_PORTAL if portal_enabled else MISSING_GREENLET_PORTAL_OFF
+        text = f"{type(error).__module__}.{type(error).__qualname__}: {error}"
+        for needle, message in _PATTERNS:
+            if needle in text:
+                return message
+    return None

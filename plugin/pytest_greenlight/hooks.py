@@ -1,0 +1,139 @@
+"""pytest wiring only: options, marker, hooks and the terminal summary. The work is in portal.py."""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+from . import __version__, compat, diagnostics, portal
+from .implicit_io import Recorder
+
+STRICT_HELP = "fail tests at each place where the portal served implicit IO (it raises MissingGreenlet in production)"
+MARKER_HELP = (
+    "greenlight(enabled=True, strict=None): turn the greenlight portal off for a test (enabled=False), "
+    "or make its implicit IO fail (strict=True) / allowed (strict=False)"
+)
+
+_recorder_key = pytest.StashKey[Recorder]()
+_previous_policy_key = pytest.StashKey[Any]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("greenlight", "greenlight: run async SQLAlchemy tests inside a greenlet portal")
+    group.addoption("--greenlight-strict", action="store_true", default=None, help=STRICT_HELP)
+    parser.addini("greenlight_strict", type="bool", default=False, help=STRICT_HELP)
+
+
+def _strict_default(config: pytest.Config) -> bool:
+    option = config.getoption("--greenlight-strict")
+    return bool(option) if option is not None else bool(config.getini("greenlight_strict"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER_HELP)
+    try:
+        compat.load_greenlet_class()
+    except compat.UnsupportedEnvironment as error:
+        raise pytest.UsageError(str(error)) from None
+    problem = compat.check_pytest_asyncio()
+    if problem is not None:
+        raise pytest.UsageError(problem)
+
+    recorder = Recorder(strict=_strict_default(config))
+    config.stash[_recorder_key] = recorder
+    portal.settings.on_implicit_io = recorder
+    # Every loop pytest-asyncio or anyio makes comes from the policy: wrapping it gives each loop the portal.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # policies are deprecated from Python 3.14 on
+        previous = asyncio.get_event_loop_policy()
+        config.stash[_previous_policy_key] = previous
+        asyncio.set_event_loop_policy(portal.PortalPolicy(previous))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    previous = config.stash.get(_previous_policy_key, None)
+    if previous is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            asyncio.set_event_loop_policy(previous)
+    portal.settings.on_implicit_io = None
+    portal.settings.enabled = True
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    mode = "strict (implicit IO fails)" if _strict_default(config) else "report (implicit IO is listed at the end)"
+    return f"greenlight {__version__}: portal on, mode {mode}; {compat.describe_versions()}"
+
+
+def _marker_options(item: pytest.Item) -> tuple[bool, bool | None]:
+    marker = item.get_closest_marker("greenlight")
+    if marker is None:
+        return True, None
+    unknown = set(marker.kwargs) - {"enabled", "strict"}
+    if marker.args or unknown:
+        raise pytest.UsageError(f"{item.nodeid}: use @pytest.mark.greenlight(enabled=..., strict=...)")
+    strict = marker.kwargs.get("strict")
+    return bool(marker.kwargs.get("enabled", True)), None if strict is None else bool(strict)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, None, None]:
+    # Fixture setup, the call and teardown all happen inside this protocol, so the switches cover all three.
+    recorder = item.config.stash[_recorder_key]
+    enabled, strict = _marker_options(item)
+    portal.settings.enabled = enabled
+    recorder.current_test = item.nodeid
+    recorder.strict = _strict_default(item.config) if strict is None else strict
+    try:
+        yield
+    finally:
+        portal.settings.enabled = True
+        recorder.current_test = None
+        recorder.strict = _strict_default(item.config)
+
+
+def _exception_chain(error: BaseException | None) -> list[BaseException]:
+    chain: list[BaseException] = []
+    while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    return chain
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    recorder = item.config.stash[_recorder_key]
+    if call.when == "call" and report.passed and item.nodeid in recorder.refused_in:
+        # The strict-mode MissingGreenlet was caught by the code under test; the test must still fail.
+        report.outcome = "failed"
+        report.longrepr = (
+            "greenlight strict mode refused implicit IO in this test, and the code under test swallowed the "
+            "MissingGreenlet. See the implicit-IO summary at the end of the run for the site."
+        )
+    if report.failed and call.excinfo is not None:
+        explanation = diagnostics.explain(
+            _exception_chain(call.excinfo.value), portal_enabled=portal.settings.enabled
+        )
+        if explanation is not None:
+            report.sections.append(("greenlight: why this failed", explanation))
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    recorder = config.stash.get(_recorder_key, None)
+    if recorder is None or not recorder.sites:
+        return
+    terminalreporter.section("greenlight: implicit IO served by the portal")
+    terminalreporter.line(
+        f"{len(recorder.sites)} place(s) relied on implicit IO; each raises MissingGreenlet outside the tests."
+    )
+    rootdir = str(config.rootpath)
+    for site, tests in recorder.sites.items():
+        where = tests[0] + (f" and {len(tests) - 1} more" if len(tests) > 1 else "") if tests else "outside a test"
+        terminalreporter.line(f"  {site.location(rootdir)}: {site.trigger} (in {where})")
+    terminalreporter.line("Make them fail with --greenlight-strict; see the README's 'Strict mode' for the fixes.")

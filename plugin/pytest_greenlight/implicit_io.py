@@ -1,0 +1,101 @@
+"""Record where the portal served implicit IO, and refuse it in strict mode.
+
+Implicit IO is sync code reaching the database through ``await_only``/``await_``: a lazy load, the refresh of an
+attribute expired by ``commit()``, or a helper of the user's. In production (outside the portal) each of these raises
+``MissingGreenlet``; in tests the portal serves them, so we tell the user where they are.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any, Optional
+
+import sqlalchemy
+from sqlalchemy import exc as sa_exc
+
+from . import diagnostics
+
+_SQLALCHEMY_DIR = os.path.dirname(sqlalchemy.__file__) + os.sep
+_PLUGIN_DIR = os.path.dirname(__file__) + os.sep
+
+
+@dataclass(frozen=True)
+class Site:
+    """One place in user code that relied on implicit IO."""
+
+    filename: str
+    lineno: int
+    function: str
+    trigger: str  # e.g. "lazy load of User.addresses"
+
+    def location(self, rootdir: str | None = None) -> str:
+        name = self.filename
+        if rootdir and name.startswith(rootdir.rstrip(os.sep) + os.sep):
+            name = os.path.relpath(name, rootdir)
+        return f"{name}:{self.lineno}"
+
+
+class ImplicitIOError(sa_exc.MissingGreenlet):  # type: ignore[misc]
+    """Raised at an implicit-IO site in strict mode: the same exception production code would get."""
+
+
+def _describe_trigger(frame: FrameType) -> str | None:
+    code = frame.f_code
+    if not code.co_filename.startswith(_SQLALCHEMY_DIR):
+        return None
+    if code.co_name == "_load_for_state" and "self" in frame.f_locals:
+        return f"lazy load of {frame.f_locals['self'].parent_property}"
+    if code.co_name in ("load_scalar_attributes", "_load_scalar_attributes"):  # 1.4/2.0, 2.1
+        mapper = frame.f_locals.get("mapper")
+        names = sorted(frame.f_locals.get("attribute_names") or ())
+        owner = getattr(getattr(mapper, "class_", None), "__name__", "?")
+        attrs = ", ".join(f"{owner}.{name}" for name in names) or owner
+        return f"refresh of expired attribute {attrs}"
+    return None
+
+
+def _is_library_frame(frame: FrameType) -> bool:
+    filename = frame.f_code.co_filename
+    return filename.startswith((_SQLALCHEMY_DIR, _PLUGIN_DIR)) or "greenlet" in os.path.basename(filename)
+
+
+def find_site(step_greenlet: Any) -> Site | None:
+    """Walk the suspended greenlet's frames outwards: the trigger from SQLAlchemy's frames, the site from the user's."""
+    frame: FrameType | None = step_greenlet.gr_frame
+    trigger: str | None = None
+    while frame is not None:
+        if trigger is None:
+            trigger = _describe_trigger(frame)
+        if not _is_library_frame(frame):
+            return Site(
+                filename=frame.f_code.co_filename,
+                lineno=frame.f_lineno,
+                function=frame.f_code.co_name,
+                trigger=trigger or "sync call to await_only()/await_() (e.g. a helper doing IO)",
+            )
+        frame = frame.f_back
+    return None
+
+
+@dataclass
+class Recorder:
+    """Collects sites across a test session; the pytest layer sets ``current_test`` and ``strict`` per test."""
+
+    current_test: Optional[str] = None
+    strict: bool = False
+    sites: dict[Site, list[str]] = field(default_factory=dict)  # site -> test ids, in first-seen order
+    refused_in: set[str] = field(default_factory=set)  # tests in which strict mode refused implicit IO
+
+    def __call__(self, step_greenlet: Any) -> BaseException | None:
+        site = find_site(step_greenlet)
+        if site is not None:
+            tests = self.sites.setdefault(site, [])
+            if self.current_test is not None and self.current_test not in tests:
+                tests.append(self.current_test)
+        if not self.strict:
+            return None
+        if self.current_test is not None:
+            self.refused_in.add(self.current_test)
+        return ImplicitIOError(diagnostics.strict_refusal(site))

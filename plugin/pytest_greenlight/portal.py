@@ -1,0 +1,220 @@
+"""Drive coroutines inside SQLAlchemy's greenlet, so sync code under them may call ``await_only``.
+
+No pytest here: the portal is plain asyncio + greenlet and is tested on its own.
+
+How one step works (compare SQLAlchemy's ``greenlet_spawn``):
+
+* The task runs ``_portal_main(coro)``. It creates a *step greenlet* of SQLAlchemy's own ``_AsyncIoGreenlet`` class
+  whose parent is the greenlet the event loop runs in, and switches into it.
+* The step greenlet calls ``coro.send(value)``. When the coroutine suspends on a future, the step greenlet switches
+  back to its parent with ``(_STEP, future)``; the portal yields that future to the task, exactly as the coroutine
+  would have, and switches the result back in when the task resumes it.
+* When sync code under the coroutine (a lazy load, the refresh of an expired attribute, a helper calling
+  ``await_only``) needs IO, ``await_only`` sees that the current greenlet is a SQLAlchemy greenlet and switches to the
+  parent with the bare awaitable. The portal recognises that it is not a ``_STEP`` tuple, reports it (the "implicit
+  IO" that would raise ``MissingGreenlet`` in production), awaits it in the task, and switches the result back in.
+* SQLAlchemy's own ``greenlet_spawn`` calls made by the coroutine nest inside the step greenlet unchanged.
+
+Exceptions, cancellation and ``GeneratorExit`` are thrown into the step greenlet and from there into the coroutine,
+so they reach user code with their original type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import types
+from collections.abc import Awaitable, Coroutine, Generator
+from typing import Any, Callable, Optional, TypeVar
+
+from greenlet import GreenletExit, getcurrent
+
+from . import compat
+
+T = TypeVar("T")
+
+# Called with the suspended step greenlet each time the portal serves implicit IO. It returns None to let the IO
+# proceed, or an exception to raise at the call site instead (strict mode).
+ImplicitIOHook = Callable[[Any], Optional[BaseException]]
+
+_STEP = object()  # marks a plain suspension of the coroutine, as opposed to implicit IO
+_greenlet_class: type[Any] | None = None
+
+
+def _step_greenlet_class() -> type[Any]:
+    global _greenlet_class
+    if _greenlet_class is None:
+        _greenlet_class = compat.load_greenlet_class()
+    return _greenlet_class
+
+
+class _Settings:
+    """Process-wide switches read by the task factory; the pytest layer flips them per test."""
+
+    enabled: bool = True
+    on_implicit_io: ImplicitIOHook | None = None
+
+
+settings = _Settings()
+
+
+@types.coroutine
+def _drive(coro: Coroutine[Any, Any, T], on_implicit_io: ImplicitIOHook | None) -> Generator[Any, Any, T]:
+    __tracebackhide__ = True
+    driver = getcurrent()
+
+    def step_loop() -> T:
+        # Runs inside the step greenlet: advance the coroutine, hand each suspension to the driver greenlet.
+        __tracebackhide__ = True
+        send, throw, suspend = coro.send, coro.throw, driver.switch
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                if error is None:
+                    yielded = send(value)
+                else:
+                    yielded, error = throw(error), None
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            try:
+                value = suspend(_STEP, yielded)
+            except GreenletExit:
+                # The portal itself is being torn down (garbage collected mid-flight): close, don't resume.
+                coro.close()
+                raise
+            except BaseException as exc:  # cancellation, timeouts, GeneratorExit: the coroutine decides
+                value, error = None, exc
+
+    step = _step_greenlet_class()(step_loop, driver)
+    switched = step.switch()
+    while not step.dead:
+        if switched.__class__ is tuple:  # (_STEP, future): the coroutine suspended normally
+            try:
+                sent = yield switched[1]
+            except BaseException as exc:
+                switched = step.throw(type(exc), exc, exc.__traceback__)
+            else:
+                switched = step.switch(sent)
+            continue
+        # Anything else came from await_only()/await_() in sync code below the coroutine: implicit IO.
+        awaitable: Awaitable[Any] = switched
+        refusal = on_implicit_io(step) if on_implicit_io is not None else None
+        if refusal is not None:
+            if asyncio.iscoroutine(awaitable):
+                awaitable.close()  # never awaited on purpose; don't warn about it
+            switched = step.throw(type(refusal), refusal, None)
+            continue
+        try:
+            result = yield from awaitable.__await__()
+        except BaseException as exc:
+            switched = step.throw(type(exc), exc, exc.__traceback__)
+        else:
+            switched = step.switch(result)
+    return switched  # type: ignore[no-any-return]
+
+
+async def run_in_portal(coro: Coroutine[Any, Any, T], on_implicit_io: ImplicitIOHook | None = None) -> T:
+    """Await ``coro`` with every step running inside a SQLAlchemy greenlet."""
+    __tracebackhide__ = True
+    return await _drive(coro, on_implicit_io)
+
+
+def in_portal() -> bool:
+    """True when called from code the portal is driving (where ``await_only`` works)."""
+    return getattr(getcurrent(), "__sqlalchemy_greenlet_provider__", False) is True
+
+
+TaskFactory = Callable[..., "asyncio.Future[Any]"]
+
+
+class PortalTaskFactory:
+    """A task factory that runs each new task's coroutine in the portal (while ``settings.enabled``).
+
+    It chains to the factory the loop had before (an eager or a custom one), so it composes with other tools.
+    """
+
+    def __init__(self, previous: TaskFactory | None = None) -> None:
+        self.previous = previous
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        if settings.enabled and asyncio.iscoroutine(coro):
+            coro = run_in_portal(coro, settings.on_implicit_io)
+        if self.previous is not None:
+            return self.previous(loop, coro, **kwargs)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+
+def install(loop: asyncio.AbstractEventLoop) -> None:
+    """Make every task created on ``loop`` from now on run in the portal. Idempotent.
+
+    The pytest plugin calls this for each loop it sees; call it yourself for a loop made by a custom loop factory.
+    """
+    current = loop.get_task_factory()
+    if isinstance(current, PortalTaskFactory):
+        return
+    loop.set_task_factory(PortalTaskFactory(current))
+
+
+def add_close_callback(loop: asyncio.AbstractEventLoop, callback: Callable[[], Awaitable[None]]) -> bool:
+    """Run ``await callback()`` on ``loop`` just before it closes; False if the loop type can't be hooked."""
+    callbacks: list[Callable[[], Awaitable[None]]] | None = getattr(loop, "_greenlight_on_close", None)
+    if callbacks is None:
+        callbacks = []
+        original_close = loop.close
+
+        def close() -> None:
+            pending, callbacks[:] = list(callbacks), []
+            for pending_callback in reversed(pending):
+                if not loop.is_closed() and not loop.is_running():
+                    loop.run_until_complete(pending_callback())
+            original_close()
+
+        try:
+            loop._greenlight_on_close = callbacks  # type: ignore[attr-defined]
+            loop.close = close  # type: ignore[method-assign]
+        except AttributeError:  # e.g. uvloop's compiled loop has no instance dict
+            return False
+    callbacks.append(callback)
+    return True
+
+
+def _policy_base() -> type[Any]:
+    # Python 3.14 deprecates the public policy names; the class set_event_loop_policy() checks is still there.
+    events: Any = asyncio.events
+    base = getattr(events, "_AbstractEventLoopPolicy", None) or events.AbstractEventLoopPolicy
+    return base  # type: ignore[no-any-return]
+
+
+class PortalPolicy(_policy_base()):  # type: ignore[misc]
+    """Wraps the current event-loop policy so that each new loop gets the portal's task factory.
+
+    pytest-asyncio (every version) and anyio's pytest plugin create their loops through the policy.
+    """
+
+    def __init__(self, inner: asyncio.AbstractEventLoopPolicy) -> None:
+        self.inner = inner
+
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self.inner.new_event_loop()
+        install(loop)
+        return loop
+
+    def get_event_loop(self) -> asyncio.AbstractEventLoop:
+        return self.inner.get_event_loop()
+
+    def set_event_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        if loop is not None:
+            install(loop)
+        self.inner.set_event_loop(loop)
+
+    if sys.version_info < (3, 12):
+
+        def get_child_watcher(self) -> Any:
+            return self.inner.get_child_watcher()  # type: ignore[attr-defined]
+
+        def set_child_watcher(self, watcher: Any) -> None:
+            self.inner.set_child_watcher(watcher)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
