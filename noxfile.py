@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import nox
@@ -20,6 +21,10 @@ nox.options.default_venv_backend = "uv"
 nox.options.sessions = ["tests", "lint"]
 # uv cannot download interpreters on our machines; nox must use the ones that exist.
 os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
+# One id per `nox` invocation, set by the top-level process and inherited by `nox -j` workers: the provisioner
+# ties containers to it (removed when this pid ends) and every results file of the run carries the run id.
+os.environ.setdefault("GREENLIGHT_INVOCATION", str(os.getpid()))
+os.environ.setdefault("GREENLIGHT_RUN_ID", f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}-{os.getpid():x}")
 
 # The oldest and the newest supported stacks; `tests` runs the suite on both.
 STACKS = {
@@ -43,3 +48,49 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+
+
+# The matrix: one session per Python x SQLAlchemy x pytest-asyncio cell of matrix/axes.toml, listed by `nox -l`
+# as e.g. matrix-3.12(sa2.1-pa1); select with -p 3.12, -k "sa2_1 and pa1" (tags) or -t matrix.
+from matrix import axes, progress  # noqa: E402  (needs ROOT on sys.path, set above)
+
+AXES_FILE = Path(os.environ.get("GREENLIGHT_AXES", axes.DEFAULT_PATH))
+try:
+    MATRIX: axes.Matrix | None = axes.load(AXES_FILE)
+except axes.AxesError as error:
+    MATRIX = None
+    print(f"greenlight: {error}\ngreenlight: the matrix sessions are disabled until it is fixed", file=sys.stderr)
+    AXES_ERROR = str(error)
+progress.install(AXES_FILE)
+
+if MATRIX is not None:
+    CELL_PARAMS = [
+        nox.param(sa, pa, id=f"sa{sa}-pa{pa}", tags=[f"sa{sa}".replace(".", "_"), f"pa{pa}".replace(".", "_")])
+        for sa in MATRIX.sqlalchemy
+        for pa in MATRIX.pytest_asyncio
+    ]
+
+    @nox.session(python=list(MATRIX.pythons), allow_parallel=True, tags=["matrix"])
+    @nox.parametrize(("sqlalchemy", "pytest_asyncio"), CELL_PARAMS)
+    def matrix(session: nox.Session, sqlalchemy: str, pytest_asyncio: str) -> None:
+        """One matrix cell: install it, run the scenarios per subject and database, write build/results/."""
+        from matrix import run
+
+        try:
+            run.run_session(session, sqlalchemy, pytest_asyncio, env_seconds=progress.since_mark())
+        finally:
+            progress.mark()
+
+else:
+
+    @nox.session(venv_backend="none", tags=["matrix"])
+    def matrix(session: nox.Session) -> None:
+        """The matrix (matrix/axes.toml is invalid: this session only reports why)."""
+        session.error(AXES_ERROR)
+
+
+@nox.session(default=False)
+def report(session: nox.Session) -> None:
+    """Build the HTML compatibility report, badge and docs table from build/results/."""
+    session.install("--group", "report")
+    session.run("python", "-m", "reports", *session.posargs)

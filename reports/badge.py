@@ -1,8 +1,9 @@
 """The compatibility badge: ``badge.json`` in the shields.io endpoint schema and a matching ``badge.svg``.
 
-The message counts grid cells (cell × database) of the plugin that work, out of those not excluded:
-"compat | 212/225 cells". The colour is red as soon as the plugin is broken (or partly broken) in a cell of the
-support set, so a green badge can never hide a regression; yellow when nothing is broken but some cells did not run.
+The message counts grid cells (cell and database) of the plugin that work, out of those not excluded:
+"compat | 212/225 cells". The colour is red as soon as the plugin is broken (or partly broken) in a cell of
+the support set, so a green badge can never hide a regression; yellow when nothing is broken but some cells
+did not run.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def badge_data(grid: Grid, support: Iterable[str] = ("*",)) -> dict[str, Any]:
 
 
 def _text_width(text: str) -> int:
-    # Verdana 11px, as shields renders: about 7px a character, narrower for digits' neighbours like "/" and ".".
+    # Verdana 11px, as shields renders: about 7px a character, narrower for digits' neighbours like "/" and
+    # ".".
     return sum(4 if ch in " ./|il1" else 7 for ch in text) + 10
 
 

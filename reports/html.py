@@ -1,8 +1,8 @@
 """Render the self-contained HTML report (one file, inline CSS and JS, no network) from a loaded run.
 
-The overview grid, subject comparison and history are rendered here by Jinja with autoescaping on; the heatmap and
-the drill-down are drawn in the browser from the embedded JSON with ``textContent`` only. Either way no text from a
-results file is ever interpreted as markup.
+The overview grid, subject comparison and history are rendered here by Jinja with autoescaping on; the
+heatmap and the drill-down are drawn in the browser from the embedded JSON with ``textContent`` only. Either
+way no text from a results file is ever interpreted as markup.
 """
 
 from __future__ import annotations
@@ -16,7 +16,17 @@ import jinja2
 from markupsafe import Markup
 
 from reports.badge import badge_data, render_svg
-from reports.model import SYMBOLS, Change, Comparison, Grid, Run, build_grid, compare_subjects, diff_runs, to_data
+from reports.model import (
+    SYMBOLS,
+    Change,
+    Comparison,
+    Grid,
+    Run,
+    build_grid,
+    compare_subjects,
+    diff_runs,
+    to_data,
+)
 
 DATA_ID = "report-data"
 _DATA_BLOCK = re.compile(
@@ -33,12 +43,17 @@ _ENV = jinja2.Environment(
 
 
 def embed_json(data: Any) -> Markup:
-    """JSON safe inside ``<script type="application/json">``: no "</script>", "<!--" or "&" can survive as such."""
+    """JSON safe inside ``<script type="application/json">``: no "</script>" or "<!--" can survive."""
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    for raw, escaped in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e"), ("\u2028", "\\u2028"),
-                         ("\u2029", "\\u2029")):
+    for raw, escaped in (
+        ("&", "\\u0026"),
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
         text = text.replace(raw, escaped)
-    return Markup(text)  # noqa: S704 - escaped above for the script-data context, where HTML entities don't apply
+    return Markup(text)
 
 
 def extract_data(html_text: str) -> Any:
@@ -55,8 +70,14 @@ def _comparison_rows(comparisons: list[Comparison], others: list[str]) -> list[d
     for c in comparisons:
         row = rows.setdefault(
             (c.cell_id, c.database, c.driver),
-            {"cell_id": c.cell_id, "database": c.database, "driver": c.driver, "fixes": [], "regressions": [],
-             "score": {name: Counter() for name in ["plugin", "baseline", *others]}},
+            {
+                "cell_id": c.cell_id,
+                "database": c.database,
+                "driver": c.driver,
+                "fixes": [],
+                "regressions": [],
+                "score": {name: Counter() for name in ["plugin", "baseline", *others]},
+            },
         )
         if c.kind == "fix":
             row["fixes"].append(c.scenario)
@@ -66,7 +87,8 @@ def _comparison_rows(comparisons: list[Comparison], others: list[str]) -> list[d
             row["score"][name][verdict] += 1
     for row in rows.values():
         row["score"] = {
-            name: f"{counts['works']}/{counts['works'] + counts['broken']}" if counts["works"] + counts["broken"]
+            name: f"{counts['works']}/{counts['works'] + counts['broken']}"
+            if counts["works"] + counts["broken"]
             else "not run"
             for name, counts in row["score"].items()
         }
@@ -107,7 +129,7 @@ def render_report(
         changes=changes,
         change_counts=Counter(c.kind for c in changes),
         badge=badge,
-        badge_svg=Markup(render_svg(badge)),  # noqa: S704 - render_svg escapes its text itself
+        badge_svg=Markup(render_svg(badge)),
         data_json=embed_json(to_data(run)),
         generated_at=generated_at,
     )

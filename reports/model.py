@@ -1,8 +1,8 @@
 """Load matrix results files (reports/SCHEMA.md), make them safe, and compute verdicts and diffs.
 
-Everything the report, the badge and the docs table show comes from here, so this is the one place that trusts
-nothing: a results file may be truncated, hold invalid UTF-8, megabytes of output or hostile markup. Loading never
-raises for a bad file; it records a ``Problem`` naming the file and goes on with the rest.
+Everything the report, the badge and the docs table show comes from here, so this is the one place that
+trusts nothing: a results file may be truncated, hold invalid UTF-8, megabytes of output or hostile markup.
+Loading never raises for a bad file; it records a ``Problem`` naming the file and goes on with the rest.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 SCHEMA_VERSION = 1
-# Caps for text shown in the report. Writers already cap messages at 4,000 characters; readers cap again because a
-# file may come from an older or broken writer (issue 8: "a 10 MB message").
+# Caps for text shown in the report. Writers already cap messages at 4,000 characters; readers cap again
+# because a file may come from an older or broken writer (issue 8: "a 10 MB message").
 MESSAGE_CAP = 4_000
 TRACEBACK_CAP = 8_000
 SHORT_CAP = 300
@@ -26,24 +26,36 @@ MAX_FILE_BYTES = 64 * 1024 * 1024
 STATUSES = ("completed", "install-failed", "interpreter-missing", "crashed", "infra-error", "excluded")
 VERDICTS = ("works", "broken", "skipped", "not-run")
 
-# CSI (colours, cursor moves) and OSC (titles, hyperlinks) escape sequences: dropped so the text stays readable.
+# CSI (colours, cursor moves) and OSC (titles, hyperlinks) escape sequences: dropped so the text stays
+# readable.
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
-# Any other control character (a stray ESC, NUL, bell...) is shown as a visible replacement, never interpreted.
+# Any other control character (a stray ESC, NUL, bell...) is shown as a visible replacement, never
+# interpreted.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Writers never record URLs with passwords, but a driver's error message might quote one: mask the userinfo's
+# password whatever characters it holds (greedy up to the last "@" of the token, so "p@ss" is masked too).
+# The scheme is bounded so a megabyte of letters cannot make the search quadratic.
+_URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]{0,40}://[^\s:/@]*:)[^\s]*@")
+# A URL cut off by the length cap, before its "@": mask what is left of it.
+_URL_TAIL = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]{0,40}://[^\s:/@]*:)[^\s@]*\Z")
 
 
 def clean_text(value: Any, cap: int = SHORT_CAP) -> str:
     """Return ``value`` as inert, length-capped text: no ANSI escapes, no control characters, valid UTF-8."""
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
     original_length = len(text)
-    # Cut before the regexes run so a 10 MB message costs nothing; a sequence cut in half is caught by _CONTROL.
+    # Cut before the regexes run so a 10 MB message costs nothing; an escape sequence cut in half is caught
+    # by _CONTROL.
     text = text[: cap * 2]
     text = _ANSI.sub("", text)
     text = _CONTROL.sub("\N{REPLACEMENT CHARACTER}", text)
+    if "://" in text:
+        text = _URL_PASSWORD.sub(r"\1***@", text)
     # json.loads accepts lone surrogates ("\ud800"); they cannot be encoded, so replace them too.
     text = text.encode("utf-8", "replace").decode("utf-8")
     if len(text) > cap or original_length > cap * 2:
-        text = f"{text[:cap]}… [truncated: {original_length:,} characters in the results file]"
+        kept = _URL_TAIL.sub(r"\1***", text[:cap])
+        text = f"{kept}… [truncated: {original_length:,} characters in the results file]"
     return text
 
 
@@ -128,7 +140,8 @@ class Run:
         return sorted({r.subject for r in self.results}, key=_subject_order)
 
     def databases(self) -> list[str]:
-        return sorted({name for r in self.results for name in r.database_names()}, key=natural_key)
+        # First-seen order: results files list databases in axes.toml order, which is the order people expect.
+        return list(dict.fromkeys(name for r in self.results for name in r.database_names()))
 
     def run_ids(self) -> list[str]:
         return sorted({r.run_id for r in self.results})
@@ -150,7 +163,7 @@ def _subject_order(name: str) -> tuple[int, str]:
     return ({"greenlight": 0, "none": 1}.get(name, 2), name)
 
 
-# ---------------------------------------------------------------------------------------------------------- loading
+# ------------------------------------------------------------------------------------------------ loading
 
 
 class _Invalid(Exception):
@@ -184,7 +197,9 @@ def _scenario(raw: Any, index: int) -> Scenario:
         outcome=clean_text(raw.get("outcome") or "?"),
         exception=_opt(raw.get("exception")),
         verdict=verdict,
-        duration=float(duration) if isinstance(duration, (int, float)) and not isinstance(duration, bool) else None,
+        duration=float(duration)
+        if isinstance(duration, (int, float)) and not isinstance(duration, bool)
+        else None,
         message=_opt(raw.get("message"), MESSAGE_CAP),
         traceback=_opt(raw.get("traceback"), TRACEBACK_CAP),
     )
@@ -259,17 +274,20 @@ def parse_result(data: Any, file: str) -> tuple[Optional[Result], list[Problem]]
         mismatched = {k: (claimed.get(k, 0), v) for k, v in result.summary.items() if claimed.get(k, 0) != v}
         if mismatched:
             detail = ", ".join(f"{k}: file says {a}, scenarios give {b}" for k, (a, b) in mismatched.items())
-            problems.append(Problem(file, f"summary disagrees with its scenarios ({detail}); the scenarios are used"))
+            problems.append(
+                Problem(file, f"summary disagrees with its scenarios ({detail}); the scenarios are used")
+            )
     return result, problems
 
 
 def decode_file(raw: bytes) -> Any:
-    """Decode JSON that may hold invalid UTF-8: bad bytes become U+FFFD instead of failing the whole file."""
-    return json.loads(raw.decode("utf-8", "replace"))
+    """Decode JSON that may hold invalid UTF-8 or raw control characters (a careless writer's output): bad
+    bytes become U+FFFD and control characters are kept for ``clean_text``, instead of losing the file."""
+    return json.loads(raw.decode("utf-8", "replace"), strict=False)
 
 
 def load_results(directory: Path) -> Run:
-    """Load every ``*.json`` results file in ``directory``; unusable files become problems, never exceptions."""
+    """Load every ``*.json`` results file in ``directory``; unusable files become problems, not errors."""
     results: list[Result] = []
     problems: list[Problem] = []
     seen: dict[tuple[str, str], str] = {}
@@ -281,7 +299,9 @@ def load_results(directory: Path) -> Run:
                 continue
             data = decode_file(path.read_bytes())
         except (OSError, ValueError, RecursionError) as exc:
-            problems.append(Problem(name, f"unreadable or not JSON (corrupted or partial file?): {clean_text(exc)}"))
+            problems.append(
+                Problem(name, f"unreadable or not JSON (corrupted or partial file?): {clean_text(exc)}")
+            )
             continue
         result, found = parse_result(data, name)
         problems.extend(found)
@@ -296,9 +316,16 @@ def load_results(directory: Path) -> Run:
     return Run(tuple(results), tuple(problems))
 
 
-# ---------------------------------------------------------------------------------------------------------- verdicts
+# ------------------------------------------------------------------------------------------------ verdicts
 
-SYMBOLS = {"works": "✓", "broken": "✗", "partial": "◐", "not-run": "○", "excluded": "⊘", "skipped": "–"}
+SYMBOLS = {
+    "works": "✓",
+    "broken": "✗",
+    "partial": "◐",
+    "not-run": "○",
+    "excluded": "⊘",
+    "skipped": "\N{EN DASH}",
+}
 
 
 @dataclass(frozen=True)
@@ -330,7 +357,9 @@ def cell_verdict(result: Optional[Result], database: str) -> CellVerdict:
         return CellVerdict("not-run", reason=_not_run_reason(result, database))
     kind = "works" if works == len(ran) else "broken" if works == 0 else "partial"
     # A crash keeps what finished (SCHEMA.md); say so, since the verdict covers only part of the suite.
-    reason = f"{result.status}: {result.reason or 'no reason given'}" if result.status != "completed" else None
+    reason = (
+        f"{result.status}: {result.reason or 'no reason given'}" if result.status != "completed" else None
+    )
     return CellVerdict(kind, works, len(ran), reason)
 
 
@@ -347,7 +376,7 @@ def _not_run_reason(result: Result, database: str) -> str:
 
 @dataclass(frozen=True)
 class Grid:
-    """The overview grid: rows Python × SQLAlchemy, columns pytest-asyncio × database, for one subject."""
+    """The overview grid for one subject: rows Python x SQLAlchemy, columns pytest-asyncio x database."""
 
     subject: str
     rows: tuple[tuple[str, str], ...]
@@ -356,6 +385,13 @@ class Grid:
 
     def counts(self) -> Counter[str]:
         return Counter(verdict.kind for verdict, _ in self.cells.values())
+
+    def column_groups(self) -> list[tuple[str, int]]:
+        """(pytest-asyncio value, number of database columns under it) in column order: the header row."""
+        return [
+            (pa, sum(1 for other, _ in self.columns if other == pa))
+            for pa in dict.fromkeys(c[0] for c in self.columns)
+        ]
 
 
 def build_grid(run: Run, subject: str) -> Grid:
@@ -376,7 +412,7 @@ def build_grid(run: Run, subject: str) -> Grid:
     return Grid(subject, rows, columns, cells)
 
 
-# ---------------------------------------------------------------------------------------------------------- diffs
+# ------------------------------------------------------------------------------------------------ diffs
 
 
 @dataclass(frozen=True)
@@ -408,7 +444,7 @@ def _verdicts(result: Optional[Result]) -> dict[tuple[str, str, str], Scenario]:
 
 
 def compare_subjects(run: Run, plugin: str = "greenlight", baseline: str = "none") -> list[Comparison]:
-    """Per scenario and cell: what the plugin fixes (baseline broken, plugin works) and breaks (the reverse)."""
+    """Per scenario and cell: what the plugin fixes (baseline broken, plugin works) and breaks (reverse)."""
     others = [s for s in run.subjects() if s not in (plugin, baseline)]
     comparisons = []
     for cell_id in sorted({r.cell.id for r in run.results}, key=natural_key):
@@ -497,7 +533,7 @@ def diff_runs(current: Run, previous: Run) -> list[Change]:
     return sorted(changes, key=lambda c: (c.kind != "new failure", natural_key(c.cell_id), c.scenario))
 
 
-# ---------------------------------------------------------------------------------------------------------- export
+# ------------------------------------------------------------------------------------------------ export
 
 
 def to_data(run: Run) -> dict[str, Any]:
@@ -528,12 +564,14 @@ def to_data(run: Run) -> dict[str, Any]:
 
 
 def from_data(data: Any, source: str) -> Run:
-    """Rebuild a run from ``to_data`` output (e.g. taken from a published report), validating it like a file."""
+    """Rebuild a run from ``to_data`` output (e.g. from a published report), validating it like a file."""
     if not isinstance(data, dict) or data.get("format") != "greenlight-report-data":
         return Run((), (Problem(source, "no greenlight report data found"),))
     results, problems = [], []
     for index, raw in enumerate(data.get("results") or []):
-        name = clean_text(raw.get("file") if isinstance(raw, dict) and raw.get("file") else f"{source}#{index}")
+        name = clean_text(
+            raw.get("file") if isinstance(raw, dict) and raw.get("file") else f"{source}#{index}"
+        )
         result, found = parse_result(raw, name)
         problems.extend(found)
         if result is not None:

@@ -12,7 +12,15 @@ from types import SimpleNamespace
 import pytest
 
 from matrix.scenarios.core import current_axes, scenario_of
-from matrix.scenarios.support import Target, create_tables, drop_tables, make_models, targets, unique_prefix
+from matrix.scenarios.support import (
+    Target,
+    create_tables,
+    drop_tables,
+    missing_dialect,
+    make_models,
+    targets,
+    unique_prefix,
+)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -28,6 +36,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     target = getattr(item, "callspec", None) and item.callspec.params.get("db")  # type: ignore[attr-defined]
     if declared is None or not isinstance(target, Target):
         return
+    missing = missing_dialect(target)
+    if missing:
+        pytest.skip(missing)
     expect = declared.resolve(current_axes().with_target(driver=target.driver, database=target.kind))
     if expect.kind == "n/a":
         pytest.skip(expect.detail)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from matrix.scenarios.core import current_axes, version_matches
-from matrix.scenarios.support import Target
+from matrix.scenarios.support import Target, missing_dialect, targets
 
 REPO = Path(__file__).resolve().parents[2]
 BASE_PLUGINS = ["-p", "pytest_asyncio.plugin", "-p", "anyio.pytest_plugin", "-p", "pytest_timeout"]
-INNER_TIMEOUT = 20  # per inner test; the whole nested run gets WALL_TIMEOUT, below the outer scenario's 60 s
+INNER_TIMEOUT = 10  # per inner test; the whole nested run gets WALL_TIMEOUT, below the outer scenario's 60 s
 WALL_TIMEOUT = 50
 
 
@@ -45,6 +47,23 @@ class NestedResult:
     returncode: int
     entries: list[dict[str, Any]]
     output: str
+    ids: dict[str, str]  # inner parameter id ("DB0") -> target id ("sqlite-aiosqlite")
+
+    def for_target(self, db: Target) -> NestedResult:
+        """Entries of the inner tests run on ``db``, plus those tied to no database (collection errors)."""
+        mine = {inner for inner, outer in self.ids.items() if outer == db.id}
+        params = re.compile(r"\[(.*)\]$")
+
+        def belongs(nodeid: str) -> bool:
+            found = params.search(nodeid)
+            tokens = set(found.group(1).split("-")) & set(self.ids) if found else set()
+            return not tokens or bool(tokens & mine)
+
+        if not mine:
+            raise NestedFailure(f"{db.id} was not part of the nested run (its dialect is missing?)")
+        return NestedResult(
+            self.returncode, [e for e in self.entries if belongs(e["nodeid"])], self.output, self.ids
+        )
 
     def failures(self) -> list[dict[str, Any]]:
         return [e for e in self.entries if e["outcome"] == "failed"]
@@ -80,16 +99,35 @@ def ini_text(mode: str = "strict", extra: str = "") -> str:
     return "\n".join(lines) + "\n" + extra
 
 
+_RESULTS: dict[str, NestedResult] = {}
+
+
 def run_nested(
-    directory: Path,
+    key: str,
     db: Target,
     files: Mapping[str, str],
     *,
     ini: str | None = None,
     args: Sequence[str] = (),
 ) -> NestedResult:
+    """The inner results for ``db`` of the nested run ``key`` (one run covers every target: a fresh interpreter
+    costs seconds, so the first target's scenario runs it and the others read its results)."""
+    if key not in _RESULTS:
+        usable = [t for t in targets() if not missing_dialect(t)]
+        with tempfile.TemporaryDirectory(prefix="greenlight-nested-") as tmp:
+            _RESULTS[key] = _run(Path(tmp), usable, files, ini=ini, args=args)
+    return _RESULTS[key].for_target(db)
+
+
+def _run(
+    directory: Path,
+    usable: list[Target],
+    files: Mapping[str, str],
+    *,
+    ini: str | None,
+    args: Sequence[str],
+) -> NestedResult:
     """Write ``files`` (dedented) into ``directory`` and run pytest there in a fresh interpreter."""
-    directory.mkdir(parents=True, exist_ok=True)
     (directory / "pytest.ini").write_text(ini if ini is not None else ini_text(), encoding="utf-8")
     for name, text in files.items():
         (directory / name).write_text(textwrap.dedent(text), encoding="utf-8")
@@ -99,8 +137,8 @@ def run_nested(
         "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         "GREENLIGHT_PROBE_OUT": str(probe),
-        "GREENLIGHT_NESTED_DB": json.dumps(
-            {"name": db.name, "kind": db.kind, "driver": db.driver, "url": db.url}
+        "GREENLIGHT_NESTED_DBS": json.dumps(
+            [{"name": t.name, "kind": t.kind, "driver": t.driver, "url": t.url} for t in usable]
         ),
     }
     env.pop("GREENLIGHT_SCENARIO_OUT", None)  # the inner run must not write outer results
@@ -122,22 +160,21 @@ def run_nested(
         "-q",
         *args,
     ]
-    done = subprocess.run(
-        command,
-        cwd=directory,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=WALL_TIMEOUT,
-        check=False,
-    )
+    try:
+        done = subprocess.run(
+            command, cwd=directory, env=env, capture_output=True, text=True, timeout=WALL_TIMEOUT, check=False
+        )
+        returncode, output = done.returncode, done.stdout + done.stderr
+    except subprocess.TimeoutExpired as expired:  # recorded for every target as a hang
+        returncode, output = -1, f"nested pytest still running after {WALL_TIMEOUT}s: {expired.output!r}"
     entries = []
     if probe.exists():
         entries = [json.loads(line) for line in probe.read_text(encoding="utf-8").splitlines() if line]
-    return NestedResult(done.returncode, entries, done.stdout + done.stderr)
+    ids = {f"DB{index}": target.id for index, target in enumerate(usable)}
+    return NestedResult(returncode, entries, output, ids)
 
 
-def nested_target() -> Target:
-    """Inside a nested run: the database the outer scenario runs on."""
-    raw = json.loads(os.environ["GREENLIGHT_NESTED_DB"])
-    return Target(raw["name"], raw["kind"], raw["driver"], raw["url"])
+def inner_targets() -> list[tuple[str, Target]]:
+    """Inside a nested run: (pytest id, target) for each database of the outer run."""
+    raw = json.loads(os.environ["GREENLIGHT_NESTED_DBS"])
+    return [(f"DB{i}", Target(d["name"], d["kind"], d["driver"], d["url"])) for i, d in enumerate(raw)]

@@ -43,11 +43,24 @@ def qualified_name(cls: type) -> str:
     return f"{module}.{cls.__qualname__}"
 
 
+def unwrap(exc: BaseException) -> BaseException:
+    """SQLAlchemy wraps a non-DBAPI error raised while executing a statement (MissingGreenlet from a lazy load on
+    most drivers) in a plain ``StatementError``; the wrapped error is what the scenario is about. ``DBAPIError``
+    subclasses are kept: they are the clean, documented form of a driver error."""
+    while type(exc).__name__ == "StatementError" and type(exc).__module__ == "sqlalchemy.exc":
+        orig = getattr(exc, "orig", None)
+        if not isinstance(orig, BaseException):
+            break
+        exc = orig
+    return exc
+
+
 def exception_names(exc: BaseException) -> list[str]:
     """Names of the exception and its bases (a nested run reports the inner exception's names instead)."""
     inner = getattr(exc, "recorded_names", None)
     if inner:
         return list(inner)
+    exc = unwrap(exc)
     return [qualified_name(cls) for cls in type(exc).__mro__ if issubclass(cls, BaseException)]
 
 
@@ -79,7 +92,7 @@ def _phase(report: pytest.TestReport, excinfo: Optional[pytest.ExceptionInfo[Bas
         phase.message = str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr)
     elif report.failed and excinfo is not None:
         phase.names = exception_names(excinfo.value)
-        phase.message = str(getattr(excinfo.value, "recorded_message", "") or excinfo.value)
+        phase.message = str(getattr(excinfo.value, "recorded_message", "") or unwrap(excinfo.value))
         phase.traceback = report.longreprtext
     return phase
 

@@ -65,6 +65,19 @@ def redact(text: str, environ: Mapping[str, str] = os.environ) -> str:
     return _PASSWORD.sub(r"\g<head>***@", text)
 
 
+def missing_dialect(target: Target) -> str | None:
+    """Why this SQLAlchemy cannot use the target's driver at all (psycopg 3 needs SQLAlchemy 2.0), or None."""
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import NoSuchModuleError
+
+    try:
+        make_url(target.url).get_dialect()
+    except NoSuchModuleError:
+        return f"SQLAlchemy {sqlalchemy.__version__} has no dialect for {target.kind}+{target.driver}"
+    return None
+
+
 _counter = itertools.count()
 
 
@@ -109,6 +122,14 @@ def make_engine(target: Target, **options: Any) -> Any:
     from sqlalchemy.ext.asyncio import create_async_engine
 
     return create_async_engine(target.url, **{**engine_options(target), **options})
+
+
+def pooled_engine(target: Target, **options: Any) -> Any:
+    """An AsyncEngine with a counting queue pool, whatever the dialect's default (SQLAlchemy 1.4 gives file
+    SQLite a NullPool, whose checked-out count would always read 0 and prove nothing)."""
+    from sqlalchemy.pool import AsyncAdaptedQueuePool
+
+    return make_engine(target, poolclass=AsyncAdaptedQueuePool, **options)
 
 
 def make_models(prefix: str) -> SimpleNamespace:
@@ -178,7 +199,5 @@ def drop_tables(target: Target, models: SimpleNamespace) -> None:
 
 
 async def checked_out(engine: Any) -> int:
-    """Connections the engine's pool has handed out and not got back (0 for pools that do not count)."""
-    pool = engine.sync_engine.pool
-    counter = getattr(pool, "checkedout", None)
-    return int(counter()) if callable(counter) else 0
+    """Connections the engine's (queue) pool has handed out and not got back."""
+    return int(engine.sync_engine.pool.checkedout())

@@ -1,0 +1,214 @@
+"""Build the offline images: `debootstrap --variant=minbase` a Debian root filesystem, then `tar | docker import`.
+
+No registry is needed, only a Debian mirror (``GREENLIGHT_DEBIAN_MIRROR``, default deb.debian.org) and root.
+Both expensive steps are cached under ``cache_dir``: the debootstrap output per recipe (re-used until its package
+list changes) and the downloaded .deb files; an image whose ``greenlight.recipe`` label matches the recipe is not
+touched at all. A lock makes concurrent builds (two CI jobs, `nox -j`) wait for each other instead of colliding.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+from matrix.images.recipes import COMMON_PRUNE, ENTRYPOINT_PATH, ENTRYPOINTS, RECIPES, SUITE, Recipe
+
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+LABEL = "greenlight.recipe"
+_MARKER = ".greenlight-rootfs"
+# A cold debootstrap takes 1-2 minutes here; past this something hangs (a stalled mirror).
+DEBOOTSTRAP_TIMEOUT = 1200
+IMPORT_TIMEOUT = 600
+
+Log = Callable[[str], None]
+
+
+class ImageBuildError(RuntimeError):
+    """A build could not run or failed; the message says which step and why."""
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    image: str
+    action: str  # "up-to-date" | "built"
+    seconds: float
+    debootstrap_seconds: Optional[float] = None  # None: the cached root filesystem was re-used
+    import_seconds: Optional[float] = None
+
+    def describe(self) -> str:
+        if self.action == "up-to-date":
+            return f"{self.image}: up to date ({self.seconds:.1f} s)"
+        rootfs = (
+            "cached root filesystem"
+            if self.debootstrap_seconds is None
+            else f"debootstrap {self.debootstrap_seconds:.0f} s"
+        )
+        return f"{self.image}: built in {self.seconds:.0f} s ({rootfs}, import {self.import_seconds:.0f} s)"
+
+
+def build_all(
+    cache_dir: Path,
+    *,
+    only: Optional[Iterable[str]] = None,
+    force: bool = False,
+    mirror: Optional[str] = None,
+    log: Log = print,
+) -> list[BuildResult]:
+    """Build every recipe (or those whose image or slug is in ``only``) that is missing or out of date."""
+    from filelock import FileLock
+
+    wanted = set(only) if only is not None else None
+    recipes = [r for r in RECIPES if wanted is None or r.image in wanted or r.slug in wanted]
+    if wanted is not None and len(recipes) != len(wanted):
+        known = ", ".join(f"{r.slug} ({r.image})" for r in RECIPES)
+        raise ImageBuildError(f"unknown image in {sorted(wanted)}; known: {known}")
+    mirror = mirror or os.environ.get("GREENLIGHT_DEBIAN_MIRROR") or DEFAULT_MIRROR
+    _check_tools()
+    cache_dir = cache_dir.resolve()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    with FileLock(str(cache_dir / "build.lock")):
+        for recipe in recipes:
+            result = build_one(recipe, cache_dir, force=force, mirror=mirror, log=log)
+            log(result.describe())
+            results.append(result)
+    return results
+
+
+def build_one(recipe: Recipe, cache_dir: Path, *, force: bool, mirror: str, log: Log) -> BuildResult:
+    start = time.perf_counter()
+    key = recipe.image_key(mirror)
+    if not force and image_label(recipe.image) == key:
+        return BuildResult(recipe.image, "up-to-date", time.perf_counter() - start)
+    rootfs, debootstrap_seconds = _rootfs(recipe, cache_dir, mirror, log)
+    entrypoint = rootfs / ENTRYPOINT_PATH
+    entrypoint.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ENTRYPOINTS / recipe.entrypoint, entrypoint)
+    entrypoint.chmod(0o755)
+    log(f"{recipe.image}: importing {rootfs} into Docker")
+    import_start = time.perf_counter()
+    _import(rootfs, recipe.image, (*recipe.changes, f"LABEL {LABEL}={key}"))
+    now = time.perf_counter()
+    return BuildResult(recipe.image, "built", now - start, debootstrap_seconds, now - import_start)
+
+
+def image_label(image: str) -> Optional[str]:
+    """The recipe key of a local image, or None when the image does not exist (or was not built here)."""
+    done = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{json .Config.Labels}}", image],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        if "No such image" in done.stderr or "No such object" in done.stderr:
+            return None
+        raise ImageBuildError(f"`docker image inspect {image}` failed: {done.stderr.strip()}")
+    labels = json.loads(done.stdout or "null") or {}
+    return labels.get(LABEL)
+
+
+def _check_tools() -> None:
+    missing = [tool for tool in ("debootstrap", "docker", "tar") if shutil.which(tool) is None]
+    if missing:
+        raise ImageBuildError(
+            f"missing tools: {', '.join(missing)} (Debian: apt-get install debootstrap docker.io; see .ci/docker.sh)"
+        )
+    if os.geteuid() != 0:
+        raise ImageBuildError("debootstrap needs root: run `nox -s images` as root (CI does, via .ci/docker.sh)")
+    info = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True)
+    if info.returncode != 0:
+        raise ImageBuildError(f"the Docker engine does not answer: {info.stderr.strip()}")
+
+
+def _rootfs(recipe: Recipe, cache_dir: Path, mirror: str, log: Log) -> tuple[Path, Optional[float]]:
+    """The recipe's debootstrapped root filesystem, from the cache when its package list has not changed."""
+    target = cache_dir / "rootfs" / recipe.slug
+    key = recipe.rootfs_key(mirror)
+    marker = target / _MARKER
+    if marker.is_file() and marker.read_text().strip() == key:
+        log(f"{recipe.image}: re-using the root filesystem cached in {target}")
+        return target, None
+    staging = target.with_name(target.name + ".partial")
+    _remove_tree(staging)
+    _remove_tree(target)
+    debs = cache_dir / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    logs = cache_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    logfile = logs / f"{recipe.slug}-debootstrap.log"
+    command = [
+        "debootstrap",
+        "--variant=minbase",
+        f"--cache-dir={debs}",
+        f"--include={','.join(recipe.packages)}",
+        SUITE,
+        str(staging),
+        mirror,
+    ]
+    log(f"{recipe.image}: {' '.join(command)} (log: {logfile})")
+    start = time.perf_counter()
+    with logfile.open("w") as out:
+        try:
+            done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, timeout=DEBOOTSTRAP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            _remove_tree(staging)
+            raise ImageBuildError(f"debootstrap for {recipe.image} ran over {DEBOOTSTRAP_TIMEOUT} s; see {logfile}")
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        tail = "\n".join(logfile.read_text(errors="replace").splitlines()[-15:])
+        _remove_tree(staging)
+        raise ImageBuildError(f"debootstrap for {recipe.image} failed ({done.returncode}); {logfile} ends:\n{tail}")
+    for relative in COMMON_PRUNE + recipe.prune:
+        _remove_tree(staging / relative)
+    staging.rename(target)
+    marker.write_text(key + "\n")
+    return target, seconds
+
+
+def _import(rootfs: Path, image: str, changes: tuple[str, ...]) -> None:
+    """`tar -c rootfs | docker import`, streamed: the root filesystem never exists as one big file."""
+    tar = subprocess.Popen(
+        ["tar", "-C", str(rootfs), "--numeric-owner", f"--exclude=./{_MARKER}", "-c", "."],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert tar.stdout is not None
+    try:
+        done = subprocess.run(
+            ["docker", "import", *(f"--change={change}" for change in changes), "-", image],
+            stdin=tar.stdout,
+            capture_output=True,
+            text=True,
+            timeout=IMPORT_TIMEOUT,
+        )
+    finally:
+        tar.stdout.close()
+        tar_stderr = tar.stderr.read().decode(errors="replace") if tar.stderr else ""
+        tar.wait()
+    if tar.returncode != 0:
+        raise ImageBuildError(f"tar of {rootfs} failed ({tar.returncode}): {tar_stderr.strip()}")
+    if done.returncode != 0:
+        raise ImageBuildError(f"docker import {image} failed ({done.returncode}): {done.stderr.strip()}")
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a (possibly half-built) root filesystem without ever following a mount out of it.
+
+    A debootstrap that died can leave /proc or /sys mounted inside its target; those are unmounted first, and
+    ``rm --one-file-system`` refuses to cross into anything still mounted.
+    """
+    if not path.exists() and not path.is_symlink():
+        return
+    prefix = str(path.resolve())
+    with open("/proc/self/mounts") as mounts:
+        points = [line.split()[1] for line in mounts]
+    for point in sorted((p for p in points if p == prefix or p.startswith(prefix + "/")), reverse=True):
+        subprocess.run(["umount", "--lazy", point], check=False)
+    subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=True)

@@ -1,0 +1,148 @@
+"""What the matrix run tells the person watching it, and what nox itself decides without running a cell.
+
+* Cells whose interpreter is missing never reach their session function: nox skips them (or fails them with
+  ``--error-on-missing-interpreters``) and logs ``Session matrix-3.14(sa2.1-pa1) skipped: Python interpreter 3.14
+  not found``. A handler on nox's logger turns that line into ``interpreter-missing`` results, in whichever
+  process ran the session (the top-level one, or a ``nox -j`` worker).
+* At the end of the invocation (``atexit`` in the top-level process only) it prints what this run wrote: cells
+  by status, verdict totals, and every database that was not run, with the reason.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import re
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any, Optional, TextIO
+
+from matrix import axes, collect
+from matrix.paths import RESULTS
+
+_MISSING = re.compile(
+    r"Session matrix-(?P<python>[0-9.]+)\(sa(?P<sqlalchemy>[0-9.]+)-pa(?P<pytest_asyncio>[0-9.]+)\)"
+    r" (?:skipped|failed): (?P<reason>Python interpreter \S+ not found)"
+)
+_last_mark = time.perf_counter()
+
+
+def mark() -> None:
+    """Remember now: the next cell's environment creation is measured from here."""
+    global _last_mark
+    _last_mark = time.perf_counter()
+
+
+def since_mark() -> float:
+    """Seconds since the noxfile was imported or the previous cell ended: nox's set-up and venv creation."""
+    return time.perf_counter() - _last_mark
+
+
+class MissingInterpreterHandler(logging.Handler):
+    def __init__(self, results: Path, axes_path: Path) -> None:
+        super().__init__(level=logging.WARNING)
+        self.results = results
+        self.axes_path = axes_path
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            match = _MISSING.search(record.getMessage())
+            if match:
+                record_missing(self.results, self.axes_path, match.groupdict())
+        except Exception:  # a failing log handler must never take nox down with it
+            self.handleError(record)
+
+
+def record_missing(results: Path, axes_path: Path, found: dict[str, str]) -> list[Path]:
+    matrix = axes.load(axes_path)
+    cell = axes.Cell(found["python"], found["sqlalchemy"], found["pytest_asyncio"])
+    excluded = matrix.excluded_reason(cell)
+    run = os.environ.get("GREENLIGHT_RUN_ID", "")
+    written = []
+    for subject in matrix.subjects:
+        path = collect.result_path(results, cell.id, subject.name)
+        if _run_of(path) == run:  # a -j worker and the parent both log the skip: write once
+            continue
+        reason = excluded or matrix.excluded_reason(cell, subject.name)
+        status = "excluded" if reason else "interpreter-missing"
+        why = f"the cell did not run: {status}"
+        result = collect.build_result(
+            run_id=run,
+            cell=cell.as_dict(),
+            subject={"name": subject.name, "requirement": subject.requirement},
+            status=status,
+            reason=reason or f"{found['reason']} on this machine",
+            databases=[
+                {"name": db.name, "driver": d, "status": "not-run", "reason": why, "server_version": None}
+                for db in matrix.databases
+                for d in db.drivers
+            ],
+        )
+        written.append(collect.write_result(result, results))
+    return written
+
+
+def _run_of(path: Path) -> Optional[str]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def summarize(results: Path, run: str) -> list[str]:
+    """Lines describing the results files this run wrote (empty when it wrote none)."""
+    documents: list[dict[str, Any]] = []
+    for path in sorted(results.glob("*.json")):
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(document, dict) and document.get("run_id") == run:
+            documents.append(document)
+    if not documents:
+        return []
+    statuses = Counter(d.get("status") for d in documents)
+    verdicts: Counter[str] = Counter()
+    for document in documents:
+        verdicts.update(document.get("summary") or {})
+    cells = {d["cell"]["id"] for d in documents}
+    lines = [
+        f"matrix run {run}: {len(documents)} results files for {len(cells)} cells in {results}",
+        "  cells by status: " + ", ".join(f"{status} {count}" for status, count in sorted(statuses.items())),
+        "  scenario verdicts: " + ", ".join(f"{v} {verdicts.get(v, 0)}" for v in collect.VERDICTS),
+    ]
+    skipped: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for document in documents:
+        if document.get("status") != "completed":
+            continue
+        for db in document.get("databases", []):
+            if db.get("status") != "ok":
+                skipped[(db["name"], str(db.get("reason")))].add(db["driver"])
+    if skipped:
+        lines.append("  databases not run (those cells do not count as passing):")
+        for (name, reason), drivers in sorted(skipped.items()):
+            lines.append(f"    {name} ({', '.join(sorted(drivers))}): {reason}")
+    else:
+        lines.append("  every database of every completed cell ran")
+    missing = sorted({d["cell"]["python"] for d in documents if d.get("status") == "interpreter-missing"})
+    if missing:
+        lines.append(f"  interpreters missing here: {', '.join(missing)} (their cells are recorded as not run)")
+    return lines
+
+
+def print_summary(results: Path, run: str, stream: TextIO = sys.stderr) -> None:
+    for line in summarize(results, run):
+        print(line, file=stream)
+
+
+def install(axes_path: Path, results: Path = RESULTS) -> None:
+    """Called by noxfile.py at import, in every nox process."""
+    logger = logging.getLogger("nox")
+    if not any(isinstance(h, MissingInterpreterHandler) for h in logger.handlers):
+        logger.addHandler(MissingInterpreterHandler(results, axes_path))
+    if os.environ.get("GREENLIGHT_INVOCATION") == str(os.getpid()):
+        atexit.register(print_summary, results, os.environ.get("GREENLIGHT_RUN_ID", ""))

@@ -1,0 +1,138 @@
+"""Create and drop per-cell databases, and read the server version, with pure-Python sync drivers.
+
+pg8000 and PyMySQL need no compiler and no client library, so they work in nox's own environment, on the
+containers and on servers named by URL alike. Errors are re-raised with the password removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from matrix.provision.server import Server
+
+CONNECT_TIMEOUT = 10
+# PostgreSQL truncates identifiers at 63 bytes, MySQL refuses names over 64 characters.
+_MAX_NAME = 63
+
+
+class AdminError(RuntimeError):
+    """A create/drop/version statement failed; the message holds no password."""
+
+
+def database_name(server_name: str, cell_key: str) -> str:
+    """A valid, stable database name for one cell on one server, e.g. ``gl_postgresql_17__py3_12_sa2_1_pa1``.
+
+    The server name is part of it because two axes.toml databases may share one container (both PostgreSQL
+    versions map to the same offline image) and a cell uses both at once.
+    """
+    raw = f"gl_{server_name}__{cell_key}".lower()
+    name = re.sub(r"[^a-z0-9_]", "_", raw)
+    if len(name) > _MAX_NAME:
+        digest = hashlib.sha256(raw.encode()).hexdigest()[:10]
+        name = f"{name[: _MAX_NAME - 11]}_{digest}"
+    return name
+
+
+def server_version(server: Server) -> str:
+    """``15.10`` for PostgreSQL; ``10.11.6-MariaDB-0+deb12u1`` or ``8.4.3`` for MySQL-family servers."""
+    with _cursor(server) as cursor:
+        if server.kind == "postgresql":
+            cursor.execute("SHOW server_version")
+            return str(cursor.fetchone()[0]).split()[0]
+        cursor.execute("SELECT VERSION()")
+        return str(cursor.fetchone()[0])
+
+
+def create_database(server: Server, name: str) -> None:
+    with _cursor(server) as cursor:
+        if server.kind == "postgresql":
+            cursor.execute(f"CREATE DATABASE {_quote_pg(name)}")
+        else:
+            cursor.execute(f"CREATE DATABASE {_quote_mysql(name)} CHARACTER SET utf8mb4")
+
+
+def drop_database(server: Server, name: str) -> None:
+    """Drop ``name`` if it exists, even while a crashed scenario run still holds connections to it."""
+    with _cursor(server) as cursor:
+        if server.kind == "postgresql":
+            # DROP ... WITH (FORCE) needs PostgreSQL 13; terminating the sessions first works on every version.
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+            cursor.execute(f"DROP DATABASE IF EXISTS {_quote_pg(name)}")
+        else:
+            cursor.execute(f"DROP DATABASE IF EXISTS {_quote_mysql(name)}")
+
+
+def list_databases(server: Server, prefix: str = "gl_") -> list[str]:
+    """Databases whose name starts with ``prefix`` (what this package creates)."""
+    with _cursor(server) as cursor:
+        if server.kind == "postgresql":
+            cursor.execute("SELECT datname FROM pg_database")
+        else:
+            cursor.execute("SHOW DATABASES")
+        return sorted(str(row[0]) for row in cursor.fetchall() if str(row[0]).startswith(prefix))
+
+
+@contextlib.contextmanager
+def _cursor(server: Server) -> Iterator[Any]:
+    try:
+        connection = _connect(server)
+    except Exception as exc:
+        raise AdminError(
+            f"cannot connect to {server.kind} server {server.name} at {server.host}:{server.port} as "
+            f"{server.user!r}: {server.redact(f'{type(exc).__name__}: {exc}')}"
+        ) from None
+    try:
+        cursor = connection.cursor()
+        try:
+            yield cursor
+        except AdminError:
+            raise
+        except Exception as exc:
+            raise AdminError(
+                f"{server.kind} server {server.name}: {server.redact(f'{type(exc).__name__}: {exc}')}"
+            ) from None
+    finally:
+        connection.close()
+
+
+def _connect(server: Server) -> Any:
+    if server.kind == "postgresql":
+        import pg8000.dbapi
+
+        connection = pg8000.dbapi.connect(
+            user=server.user,
+            password=server.password or None,
+            host=server.host,
+            port=server.port,
+            database=server.admin_database or "postgres",
+            timeout=CONNECT_TIMEOUT,
+        )
+        # CREATE/DROP DATABASE cannot run inside a transaction block.
+        connection.autocommit = True
+        return connection
+    import pymysql
+
+    return pymysql.connect(
+        host=server.host,
+        port=server.port,
+        user=server.user,
+        password=server.password,
+        database=server.admin_database,
+        connect_timeout=CONNECT_TIMEOUT,
+        autocommit=True,
+    )
+
+
+def _quote_pg(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _quote_mysql(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"

@@ -1,0 +1,536 @@
+"""Run one cell of the matrix inside its nox session: install, provision, run the scenarios per subject, record.
+
+The session has already created the cell's virtual environment (uv backend). From there this module:
+
+1. installs the cell's requirements, every driver, and this checkout's plugin (editable), recording the resolver's
+   message when that fails (``install-failed``) and trying drivers one by one when only some of them fail;
+2. records the exact version of every installed package;
+3. asks :mod:`matrix.provision` for each database (SQLite is a file in the cell's work directory) and a fresh
+   database per (cell, subject);
+4. runs ``pytest matrix/scenarios`` once per subject over all available databases, with plugin autoload off and
+   every plugin named by ``-p`` (the runner contract in ``reports/SCHEMA.md``), under a per-scenario timeout and a
+   per-run timeout; a crash, a hang or Ctrl-C still leaves a results file;
+5. writes ``build/results/<cell>__<subject>.json`` (via :mod:`matrix.collect`) next to pytest's JUnit XML.
+
+Nothing here raises for a broken scenario or an unavailable database: those are results, not session failures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from matrix import axes, collect
+from matrix.axes import Cell, Database, Matrix, Subject
+from matrix.paths import CELLS, PROVISION, RESULTS, ROOT
+# pytest's closing line: "2 failed, 11 passed in 13.71s" (what the progress output shows per subject run)
+_SUMMARY = re.compile(r"\b(passed|failed|errors?|skipped|xfailed|xpassed|no tests ran)\b.* in [0-9.]+s")
+BASE_PLUGINS = ("pytest_asyncio.plugin", "anyio.pytest_plugin", "pytest_timeout")
+# Server URLs reach the scenario run only through GREENLIGHT_DATABASES; these must not leak into it.
+_SCRUB = ("GREENLIGHT_POSTGRES_URL", "GREENLIGHT_MYSQL_URL", "PYTEST_ADDOPTS", "PYTEST_PLUGINS")
+
+_VERSIONS_SCRIPT = r"""
+import importlib.metadata as m, json, platform, re
+found = {"python": platform.python_version()}
+for dist in m.distributions():
+    name = dist.metadata["Name"]
+    if name:
+        found[re.sub(r"[-_.]+", "-", name).lower()] = dist.version
+try:
+    import sqlite3
+    sqlite = sqlite3.sqlite_version
+except ImportError:
+    sqlite = None
+print(json.dumps({"versions": found, "sqlite": sqlite}))
+"""
+
+_ENTRY_POINTS_SCRIPT = r"""
+import importlib.metadata as m, json, sys
+dist = m.distribution(sys.argv[1])
+print(json.dumps(sorted({ep.value.split(":")[0] for ep in dist.entry_points if ep.group == "pytest11"})))
+"""
+
+
+def run_id() -> str:
+    """One id per nox invocation: set once by noxfile.py in the top-level process, inherited by ``-j`` workers."""
+    return os.environ.get("GREENLIGHT_RUN_ID") or f"{collect.now()}-{os.getpid():x}"
+
+
+# --- installation ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Installed:
+    ok: bool
+    message: str = ""
+    failed_drivers: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _uv() -> list[str]:
+    found = shutil.which("uv")
+    return [found] if found else [sys.executable, "-m", "uv"]
+
+
+def uv_install(python: Path, requirements: Sequence[str], *, constraints: Optional[Path] = None) -> tuple[bool, str]:
+    """``uv pip install`` into the cell's environment; returns (ok, the resolver's/installer's message)."""
+    command = [*_uv(), "pip", "install", "--python", str(python), *requirements]
+    if constraints is not None:
+        command += ["--constraint", str(constraints)]
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    env["UV_PYTHON_DOWNLOADS"] = "never"
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    return done.returncode == 0, (done.stderr or done.stdout).strip()
+
+
+def install_cell(python: Path, matrix: Matrix, cell: Cell, root: Path = ROOT) -> Installed:
+    """Install the cell; when the drivers break the resolution, keep the cell and drop only those drivers."""
+    start = time.perf_counter()
+    base = [*matrix.requirements(cell), "-e", str(root)]
+    drivers = {driver: axes.DRIVERS[driver][1] for db in matrix.databases for driver in db.drivers}
+    ok, message = uv_install(python, [*base, *sorted(set(drivers.values()))])
+    if ok:
+        return Installed(True, seconds=time.perf_counter() - start)
+    ok, base_message = uv_install(python, base)
+    if not ok:
+        return Installed(False, base_message, seconds=time.perf_counter() - start)
+    failed = {}
+    for driver, requirement in sorted(drivers.items()):
+        driver_ok, driver_message = uv_install(python, [requirement])
+        if not driver_ok:
+            failed[driver] = driver_message
+    return Installed(True, failed_drivers=failed, seconds=time.perf_counter() - start)
+
+
+def inspect_env(python: Path) -> tuple[dict[str, str], Optional[str]]:
+    """Exact versions of every package in the environment (plus ``python``) and the SQLite library version."""
+    done = subprocess.run([str(python), "-c", _VERSIONS_SCRIPT], capture_output=True, text=True, check=True)
+    found = json.loads(done.stdout)
+    return dict(sorted(found["versions"].items())), found["sqlite"]
+
+
+def subject_plugins(python: Path, subject: Subject) -> list[str]:
+    """The modules named by the subject distribution's ``pytest11`` entry points (nothing for ``none``)."""
+    if subject.distribution is None:
+        return []
+    done = subprocess.run(
+        [str(python), "-c", _ENTRY_POINTS_SCRIPT, subject.distribution], capture_output=True, text=True, check=True
+    )
+    return list(json.loads(done.stdout))
+
+
+def plugin_args(modules: Sequence[str]) -> list[str]:
+    return [arg for module in (*BASE_PLUGINS, *modules) for arg in ("-p", module)]
+
+
+# --- databases ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    """One (database, driver) the cell was meant to use, and what happened to it."""
+
+    database: Database
+    driver: str
+    status: str = "ok"  # ok | not-run | infra-error
+    reason: Optional[str] = None
+    server_version: Optional[str] = None
+
+    def entry(self) -> dict[str, Any]:
+        return {
+            "name": self.database.name,
+            "driver": self.driver,
+            "status": self.status,
+            "reason": self.reason,
+            "server_version": self.server_version,
+        }
+
+
+class Databases:
+    """Servers for one cell: acquired once, with a fresh database per subject run."""
+
+    def __init__(self, matrix: Matrix, state_dir: Path, work: Path, failed_drivers: Mapping[str, str]) -> None:
+        self.work = work
+        self.servers: dict[str, Any] = {}
+        self.secrets: set[str] = set()
+        self.targets: list[Target] = []
+        self.seconds = 0.0
+        start = time.perf_counter()
+        provisioner, why_not = _provisioner(state_dir)
+        for database in matrix.databases:
+            status, reason, version = "ok", None, None
+            if database.kind == "sqlite":
+                version = None  # filled in from the cell's own sqlite3 module
+            elif provisioner is None:
+                status, reason = "not-run", why_not
+            else:
+                status, reason, version = self._acquire(provisioner, database)
+            for driver in database.drivers:
+                target = Target(database, driver, status, reason, version)
+                if status == "ok" and driver in failed_drivers:
+                    first = failed_drivers[driver].strip().splitlines()
+                    target.status = "not-run"
+                    target.reason = f"driver {driver} could not be installed in this cell: " + " ".join(first[-3:])
+                self.targets.append(target)
+        self.provisioner = provisioner
+        self.seconds = time.perf_counter() - start
+
+    def _acquire(self, provisioner: Any, database: Database) -> tuple[str, Optional[str], Optional[str]]:
+        try:
+            got = provisioner.acquire(database)
+        except Exception as exc:  # a Docker or server fault is an infrastructure error of this database only
+            return "infra-error", f"provisioning {database.name} failed: {type(exc).__name__}: {exc}", None
+        from matrix.provision import Unavailable
+
+        if isinstance(got, Unavailable):
+            return "not-run", str(got.reason), None
+        self.servers[database.name] = got
+        if got.password:
+            self.secrets.add(str(got.password))
+        return "ok", None, got.server_version
+
+    def set_sqlite_version(self, version: Optional[str]) -> None:
+        for target in self.targets:
+            if target.database.kind == "sqlite":
+                target.server_version = version
+
+    @contextlib.contextmanager
+    def for_run(self, key: str) -> Iterator[list[dict[str, str]]]:
+        """The ``GREENLIGHT_DATABASES`` list for one subject run: fresh databases, dropped afterwards."""
+        with contextlib.ExitStack() as stack:
+            listed: list[dict[str, str]] = []
+            fresh: dict[str, str] = {}
+            for target in self.targets:
+                if target.status != "ok":
+                    continue
+                database = target.database
+                if database.kind == "sqlite":
+                    path = self.work / f"{key}.db"
+                    path.unlink(missing_ok=True)
+                    url = f"sqlite+aiosqlite:///{path}"
+                else:
+                    server = self.servers[database.name]
+                    if database.name not in fresh:
+                        try:
+                            fresh[database.name] = stack.enter_context(self.provisioner.cell_database(server, key))
+                        except Exception as exc:
+                            self._infra_error(database, f"creating the cell's database failed: {exc}")
+                            continue
+                    url = server.url(driver=target.driver, database=fresh[database.name])
+                listed.append({"name": database.name, "kind": database.kind, "driver": target.driver, "url": url})
+            yield listed
+
+    def _infra_error(self, database: Database, reason: str) -> None:
+        for target in self.targets:
+            if target.database is database:
+                target.status, target.reason = "infra-error", reason
+
+
+def _provisioner(state_dir: Path) -> tuple[Any, Optional[str]]:
+    try:
+        from matrix.provision import Provisioner
+    except ImportError as exc:
+        return None, f"matrix.provision is not available: {exc}"
+    try:
+        return Provisioner(state_dir=state_dir), None
+    except Exception as exc:
+        return None, f"the provisioner could not start: {type(exc).__name__}: {exc}"
+
+
+# --- one pytest run -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PytestRun:
+    status: str  # completed | crashed
+    reason: Optional[str]
+    seconds: float
+    last_line: str
+
+
+class _Terminated(BaseException):
+    """SIGTERM during a run: unwind like Ctrl-C so the results file is still written."""
+
+
+def run_pytest(
+    command: Sequence[str],
+    env: Mapping[str, str],
+    log_path: Path,
+    timeout: float,
+    redact: Callable[[str], str],
+) -> PytestRun:
+    """Run pytest in its own process group; its output goes (redacted) to ``log_path``."""
+    start = time.perf_counter()
+    last = [""]
+    summary = [""]
+    process = subprocess.Popen(
+        list(command),
+        env=dict(env),
+        cwd=str(ROOT),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        start_new_session=True,  # so a hang can be killed with everything it spawned, and Ctrl-C reaches us only
+    )
+
+    def pump() -> None:
+        assert process.stdout is not None
+        with log_path.open("w", encoding="utf-8") as log:
+            for line in process.stdout:
+                clean = redact(line)
+                log.write(clean)
+                if clean.strip():
+                    last[0] = clean.strip()
+                    if _SUMMARY.search(clean):
+                        summary[0] = clean.strip(" =\n")
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        code = process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill(process)
+        return PytestRun("crashed", f"hung: killed after {timeout:.0f} s", time.perf_counter() - start, last[0])
+    except (KeyboardInterrupt, _Terminated) as exc:
+        _kill(process)
+        how = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
+        raise _Interrupted(f"interrupted by {how}", time.perf_counter() - start) from None
+    finally:
+        reader.join(timeout=5)
+    seconds = time.perf_counter() - start
+    last[0] = summary[0] or last[0]
+    if code in (0, 1):  # all passed / some failed: both mean the suite ran
+        return PytestRun("completed", None, seconds, last[0])
+    if code < 0:
+        return PytestRun("crashed", f"pytest was killed by signal {-code}", seconds, last[0])
+    meaning = {2: "interrupted", 3: "internal error", 4: "usage error", 5: "no scenarios collected"}
+    return PytestRun("crashed", f"pytest exited {code} ({meaning.get(code, 'unknown')}): {last[0]}", seconds, last[0])
+
+
+class _Interrupted(Exception):
+    def __init__(self, reason: str, seconds: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.seconds = seconds
+
+
+def _kill(process: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+# --- the cell -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CellRunner:
+    matrix: Matrix
+    cell: Cell
+    python: Path  # the cell environment's interpreter
+    say: Callable[[str], None] = print
+    results: Path = RESULTS
+    work_root: Path = CELLS
+    state_dir: Path = PROVISION
+    pytest_args: Sequence[str] = ()  # extra arguments for the scenario run (nox posargs), e.g. -k lazy
+    run: str = field(default_factory=run_id)
+    env_seconds: Optional[float] = None  # nox's environment creation, measured by the caller
+
+    def __post_init__(self) -> None:
+        self.work = self.work_root / self.cell.id
+        self.plan = next(p for p in axes.expand(self.matrix) if p.cell == self.cell)
+        cells = self.matrix.cells()
+        self.position = f"cell {cells.index(self.cell) + 1} of {len(cells)} ({self.cell.id})"
+
+    def execute(self) -> list[Path]:
+        """Run every subject of the cell; returns the results files written."""
+        if self.plan.excluded_reason is not None:
+            self.say(f"{self.position}: excluded: {self.plan.excluded_reason}")
+            return [self.write(s, "excluded", self.plan.excluded_reason) for s in self.matrix.subjects]
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.work.mkdir(parents=True)
+        self.say(f"{self.position}: installing into {self.python.parent.parent.name}")
+        installed = install_cell(self.python, self.matrix, self.cell)
+        self.timings: dict[str, float] = {"install": installed.seconds}
+        if self.env_seconds is not None:
+            self.timings["environment"] = self.env_seconds
+        if not installed.ok:
+            self.say(f"{self.position}: install failed: {installed.message.splitlines()[-1:]}")
+            return [self.write(s, "install-failed", installed.message) for s in self.matrix.subjects]
+        self.versions, sqlite_version = inspect_env(self.python)
+        databases = Databases(self.matrix, self.state_dir, self.work, installed.failed_drivers)
+        databases.set_sqlite_version(sqlite_version)
+        self.timings["provision"] = databases.seconds
+        written = []
+        ordered = sorted(self.matrix.subjects, key=lambda s: s.requirement is not None and not s.is_local)
+        for number, subject in enumerate(ordered, 1):
+            written.append(self.run_subject(subject, databases, f"subject {number} of {len(ordered)}"))
+        self.report_databases(databases)
+        return written
+
+    def run_subject(self, subject: Subject, databases: Databases, progress: str) -> Path:
+        label = f"{self.position}, {progress} ({subject.name})"
+        reason = self.plan.subject_reason(subject.name)
+        if reason is not None:
+            self.say(f"{label}: excluded: {reason}")
+            return self.write(subject, "excluded", reason)
+        versions = self.versions
+        if subject.requirement is not None and not subject.is_local:
+            ok, message = self.install_subject(subject)
+            if not ok:
+                self.say(f"{label}: install failed")
+                return self.write(subject, "install-failed", message, versions=versions)
+            versions, _ = inspect_env(self.python)
+        modules = subject_plugins(self.python, subject)
+        key = f"{self.cell.id}__{subject.name}"
+        out = self.work / f"{subject.name}.jsonl"
+        out.unlink(missing_ok=True)
+        xml = collect.result_path(self.results, self.cell.id, subject.name, ".xml")
+        xml.parent.mkdir(parents=True, exist_ok=True)
+        redact = collect.make_redactor(databases.secrets)
+        timings = dict(self.timings)
+        with databases.for_run(key) as listed:
+            self.say(
+                f"{label}: {len(listed)} database/driver pairs "
+                f"({', '.join(sorted({d['name'] for d in listed})) or 'none'}), "
+                f"{sum(t.status != 'ok' for t in databases.targets)} not available"
+            )
+            env = self.pytest_env(subject, listed, modules, out)
+            command = [
+                str(self.python),
+                "-m",
+                "pytest",
+                str(ROOT / "matrix" / "scenarios"),
+                "-p",
+                "matrix.scenarios.recorder",
+                *plugin_args(modules),
+                f"--junitxml={xml}",
+                f"--timeout={self.matrix.run.scenario_timeout}",
+                "-q",
+                "--tb=short",
+                *self.pytest_args,
+            ]
+            log = self.work / f"{subject.name}.log"
+            try:
+                ran = run_pytest(command, env, log, self.matrix.run.subject_timeout, redact)
+            except _Interrupted as stop:
+                timings["pytest"] = stop.seconds
+                self.write(subject, "crashed", stop.reason, versions, databases, out, timings)
+                raise KeyboardInterrupt from None
+        timings["pytest"] = ran.seconds
+        path = self.write(subject, ran.status, ran.reason, versions, databases, out, timings)
+        self.say(f"{label}: {ran.status} in {ran.seconds:.1f} s: {ran.last_line}")
+        return path
+
+    def install_subject(self, subject: Subject) -> tuple[bool, str]:
+        """A comparison plugin goes into the cell's environment without moving any version already chosen."""
+        pinned = self.work / "constraints.txt"
+        local = {"python", *(s.distribution for s in self.matrix.subjects if s.is_local)}
+        pinned.write_text("".join(f"{n}=={v}\n" for n, v in self.versions.items() if n not in local))
+        assert subject.requirement is not None
+        return uv_install(self.python, [subject.requirement], constraints=pinned)
+
+    def pytest_env(
+        self, subject: Subject, listed: list[dict[str, str]], modules: Sequence[str], out: Path
+    ) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+        bin_dir = str(self.python.parent)
+        env.update(
+            PATH=os.pathsep.join([bin_dir, env.get("PATH", "")]),
+            VIRTUAL_ENV=str(self.python.parent.parent),
+            PYTHONPATH=str(ROOT),
+            PYTEST_DISABLE_PLUGIN_AUTOLOAD="1",
+            PYTHONDONTWRITEBYTECODE="1",
+            GREENLIGHT_CELL=json.dumps({**self.cell.as_dict(), "subject": subject.name}),
+            GREENLIGHT_DATABASES=json.dumps(listed),
+            GREENLIGHT_PLUGIN_ARGS=json.dumps(plugin_args(modules)),
+            GREENLIGHT_SCENARIO_OUT=str(out),
+        )
+        return env
+
+    def write(
+        self,
+        subject: Subject,
+        status: str,
+        reason: Optional[str],
+        versions: Optional[Mapping[str, str]] = None,
+        databases: Optional[Databases] = None,
+        lines: Optional[Path] = None,
+        timings: Optional[Mapping[str, float]] = None,
+    ) -> Path:
+        if databases is not None:
+            entries = [t.entry() for t in databases.targets]
+            secrets = databases.secrets
+        else:
+            # Nothing ran: every (database, driver) is not-run, for the cell's reason.
+            why = f"the cell did not run: {status}"
+            entries = [
+                {"name": db.name, "driver": d, "status": "not-run", "reason": why, "server_version": None}
+                for db in self.matrix.databases
+                for d in db.drivers
+            ]
+            secrets = set()
+        result = collect.build_result(
+            run_id=self.run,
+            cell=self.cell.as_dict(),
+            subject={"name": subject.name, "requirement": subject.requirement},
+            status=status,
+            reason=reason,
+            versions=versions or {},
+            databases=entries,
+            lines=collect.read_lines(lines),
+            secrets=secrets,
+            cache_key=self.cache_key(versions) if versions else None,
+            timings=timings,
+            log=lambda message: self.say(f"{self.cell.id} {subject.name}: {message}"),
+        )
+        return collect.write_result(result, self.results)
+
+    def cache_key(self, versions: Mapping[str, str]) -> str:
+        images = [f"{db.name}={db.image}|{db.offline_image}" for db in self.matrix.databases]
+        sources = [ROOT / "matrix" / "scenarios", ROOT / "plugin" / "pytest_greenlight"]
+        return collect.cache_key(versions, [s for s in sources if s.exists()], images)
+
+    def report_databases(self, databases: Databases) -> None:
+        for target in databases.targets:
+            if target.status != "ok":
+                self.say(f"{self.position}: {target.database.name}/{target.driver} {target.status}: {target.reason}")
+
+
+# --- entry point from noxfile.py ------------------------------------------------------------------------------
+
+
+def run_session(session: Any, sqlalchemy: str, pytest_asyncio: str, env_seconds: Optional[float] = None) -> None:
+    """The body of the ``matrix`` nox session for one cell."""
+    matrix = axes.load(os.environ.get("GREENLIGHT_AXES", axes.DEFAULT_PATH))
+    cell = Cell(str(session.python), sqlalchemy, pytest_asyncio)
+    venv = Path(session.virtualenv.location)
+    python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    runner = CellRunner(
+        matrix, cell, python, say=session.log, env_seconds=env_seconds, pytest_args=tuple(session.posargs)
+    )
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise _Terminated
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        runner.execute()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if runner.plan.excluded_reason is not None:
+        session.skip(f"excluded: {runner.plan.excluded_reason}")

@@ -1,0 +1,133 @@
+"""Command line: results folder -> ``index.html``, ``badge.svg``, ``badge.json``, ``data.json``, docs table.
+
+``python -m reports [--results DIR] [--previous DIR|index.html] [--out DIR] [--docs FILE | --no-docs]``;
+``nox -s report`` and the end of ``nox -s matrix`` call ``main``. Bad results files never stop the build: they
+are named in the report and on stderr, and the exit status stays 0 as long as the report was written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+from reports import badge, html, table
+from reports.model import Problem, Run, build_grid, clean_text, decode_file, from_data, load_results, to_data
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Built:
+    index: Path
+    badge_svg: Path
+    badge_json: Path
+    data_json: Path
+    docs: Optional[Path]
+    docs_written: bool
+    run: Run
+
+
+def load_previous(path: Path) -> Run:
+    """A previous run: a results folder, a published ``index.html``, or a folder holding one."""
+    if path.is_dir() and not any(path.glob("*.json")) and (path / "index.html").is_file():
+        path = path / "index.html"
+    if path.is_dir():
+        return load_results(path)
+    try:
+        if path.suffix in (".html", ".htm"):
+            data = html.extract_data(path.read_bytes().decode("utf-8", "replace"))
+        else:
+            data = decode_file(path.read_bytes())  # a downloaded data.json
+    except (OSError, ValueError) as exc:
+        return Run((), (Problem(clean_text(path.name), f"previous run unreadable: {clean_text(exc)}"),))
+    return from_data(data, clean_text(path.name))
+
+
+def run_date(run: Run) -> str:
+    stamps = sorted(r.written_at for r in run.results if r.written_at)
+    return stamps[-1][:10] if stamps else datetime.now(timezone.utc).strftime("%Y-%m-%d")
+
+
+def build(
+    results: Path,
+    out: Path,
+    *,
+    previous: Optional[Path] = None,
+    docs: Optional[Path] = None,
+    plugin: str = "greenlight",
+    baseline: str = "none",
+    support: tuple[str, ...] = ("*",),
+) -> Built:
+    run = load_results(results)
+    before = load_previous(previous) if previous is not None else None
+    grid = build_grid(run, plugin)
+    out.mkdir(parents=True, exist_ok=True)
+    generated_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    index = out / "index.html"
+    index.write_text(
+        html.render_report(
+            run, before, plugin=plugin, baseline=baseline, support=support, generated_at=generated_at
+        ),
+        encoding="utf-8",
+    )
+    shield = badge.badge_data(grid, support)
+    (out / "badge.json").write_text(json.dumps(shield, indent=2) + "\n", encoding="utf-8")
+    (out / "badge.svg").write_text(badge.render_svg(shield), encoding="utf-8")
+    (out / "data.json").write_text(json.dumps(to_data(run), ensure_ascii=False), encoding="utf-8")
+    # An empty run states no facts; writing it would wipe the docs table.
+    docs_written = bool(
+        docs and run.results and table.write_if_changed(docs, table.render(run, grid, run_date(run)))
+    )
+    return Built(index, out / "badge.svg", out / "badge.json", out / "data.json", docs, docs_written, run)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m reports", description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=ROOT / "build" / "results", help="results folder")
+    parser.add_argument(
+        "--previous", type=Path, help="previous run: results folder, or a published index.html"
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "report", help="output folder")
+    parser.add_argument(
+        "--docs", type=Path, default=ROOT / "docs" / "compatibility.md", help="docs table file"
+    )
+    parser.add_argument("--no-docs", action="store_true", help="do not touch the docs table (partial runs)")
+    parser.add_argument("--plugin", default="greenlight", help="subject that is the plugin under test")
+    parser.add_argument("--baseline", default="none", help="subject that runs without any plugin")
+    parser.add_argument(
+        "--support",
+        action="append",
+        help="glob over '<cell id>/<database>' naming the support set (repeatable; default: every cell)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if not args.results.is_dir():
+        print(f"reports: no results folder at {args.results} (run `nox -s matrix` first)", file=sys.stderr)
+        return 2
+    built = build(
+        args.results,
+        args.out,
+        previous=args.previous,
+        docs=None if args.no_docs else args.docs,
+        plugin=args.plugin,
+        baseline=args.baseline,
+        support=tuple(args.support or ("*",)),
+    )
+    for problem in built.run.problems:
+        print(f"reports: warning: {problem.file}: {problem.message[:300]}", file=sys.stderr)
+    shield = json.loads(built.badge_json.read_text(encoding="utf-8"))
+    print(
+        f"report: {built.index} ({len(built.run.results)} results files, {len(built.run.problems)} problems)"
+    )
+    print(f"badge: {shield['label']} | {shield['message']} ({shield['color']})")
+    if built.docs is not None:
+        print(f"docs: {built.docs} {'rewritten' if built.docs_written else 'unchanged (same support facts)'}")
+    return 0

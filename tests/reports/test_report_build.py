@@ -1,0 +1,159 @@
+"""``python -m reports`` as a real process: outputs, history sources, grid numbers agreeing with the files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from tests.reports.results_factory import Spec, fabricate_run
+
+ROOT = Path(__file__).resolve().parents[2]
+REAL_RESULTS = ROOT / "build" / "results"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "reports", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+class GridCells(HTMLParser):
+    """Collects ``data-kind`` of every overview-grid cell, per subject, from the built page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.subject: str | None = None
+        self.kinds: dict[str, Counter[str]] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "table" and "grid" in (found.get("class") or "").split():
+            self.subject = found["data-subject"]
+            self.kinds[self.subject or ""] = Counter()
+        elif tag == "td" and self.subject is not None and "data-kind" in found:
+            self.kinds[self.subject][found["data-kind"] or ""] += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self.subject = None
+
+
+def expected_kinds(results: Path, subject: str) -> Counter[str]:
+    """The verdict rules of SCHEMA.md, written out again here straight from the raw files."""
+    files = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(results.glob("*.json"))]
+    databases = list(dict.fromkeys(d["name"] for f in files for d in f["databases"]))
+    axes = [sorted({f["cell"][k] for f in files}) for k in ("python", "sqlalchemy", "pytest_asyncio")]
+    mine = {(f["cell"]["python"], f["cell"]["sqlalchemy"], f["cell"]["pytest_asyncio"]): f for f in files
+            if f["subject"]["name"] == subject}  # fmt: skip
+    kinds: Counter[str] = Counter()
+    for py in axes[0]:
+        for sa in axes[1]:
+            for pa in axes[2]:
+                for db in databases:
+                    f = mine.get((py, sa, pa))
+                    if f is None:
+                        kinds["not-run"] += 1
+                    elif f["status"] == "excluded":
+                        kinds["excluded"] += 1
+                    else:
+                        ran = [s["verdict"] for s in f["scenarios"] if s["database"] == db]
+                        ran = [v for v in ran if v in ("works", "broken")]
+                        works = ran.count("works")
+                        kinds["not-run" if not ran else "works" if works == len(ran) else
+                              "broken" if not works else "partial"] += 1  # fmt: skip
+    return kinds
+
+
+def test_cli_builds_everything_and_history_from_a_folder(tmp_path: Path) -> None:
+    fabricate_run(
+        tmp_path / "prev", Spec(run_id="prev", sqlalchemy_patch={"1.4": "1.4.54", "2.1": "2.1.9"}, breaks=())
+    )
+    fabricate_run(tmp_path / "cur")
+    out = tmp_path / "report"
+    docs = tmp_path / "compatibility.md"
+    done = run_cli("--results", str(tmp_path / "cur"), "--previous", str(tmp_path / "prev"),
+                   "--out", str(out), "--docs", str(docs))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"report: {out / 'index.html'} (24 results files, 0 problems)" in done.stdout
+    assert "badge: compat | 10/12 cells (red)" in done.stdout
+    for name in ("index.html", "badge.svg", "badge.json", "data.json"):
+        assert (out / name).stat().st_size > 0
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert "1 new failures" in page
+    assert "broke when SQLAlchemy went 2.1.9 → 2.1.10" in page
+    assert "http://" not in page.replace("http://www.w3.org/2000/svg", "")  # nothing to fetch: self-contained
+    assert 'src="http' not in page
+    assert "<link" not in page
+
+
+def test_history_from_a_published_report(tmp_path: Path) -> None:
+    fabricate_run(
+        tmp_path / "prev", Spec(run_id="prev", sqlalchemy_patch={"1.4": "1.4.54", "2.1": "2.1.9"}, breaks=())
+    )
+    fabricate_run(tmp_path / "cur")
+    assert (
+        run_cli(
+            "--results", str(tmp_path / "prev"), "--out", str(tmp_path / "published"), "--no-docs"
+        ).returncode
+        == 0
+    )
+    # Only the published page survives from last night; the results folder is gone.
+    for path in (tmp_path / "prev").iterdir():
+        path.unlink()
+    published = tmp_path / "published" / "index.html"
+    done = run_cli("--results", str(tmp_path / "cur"), "--previous", str(published),
+                   "--out", str(tmp_path / "now"), "--no-docs")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    page = (tmp_path / "now" / "index.html").read_text(encoding="utf-8")
+    assert "Compared with run prev" in page
+    assert "broke when SQLAlchemy went 2.1.9 → 2.1.10" in page
+
+
+def test_corrupted_file_is_named_and_the_report_still_builds(tmp_path: Path) -> None:
+    fabricate_run(tmp_path / "cur")
+    victim = tmp_path / "cur" / "py3.12-sa2.1-pa1__greenlight.json"
+    victim.write_bytes(victim.read_bytes()[:1000])
+    done = run_cli("--results", str(tmp_path / "cur"), "--out", str(tmp_path / "out"), "--no-docs")
+    assert done.returncode == 0
+    assert "py3.12-sa2.1-pa1__greenlight.json" in done.stderr
+    page = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
+    assert '<code class="file">py3.12-sa2.1-pa1__greenlight.json</code>' in page
+    assert "23 results files" in page
+
+
+def test_missing_results_folder_is_an_error(tmp_path: Path) -> None:
+    done = run_cli("--results", str(tmp_path / "nothing"), "--out", str(tmp_path / "out"))
+    assert done.returncode == 2
+    assert "no results folder" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("source", ["fabricated", "real"])
+def test_grid_numbers_agree_with_the_results_files(tmp_path: Path, source: str) -> None:
+    if source == "real":
+        if not any(REAL_RESULTS.glob("*.json")):
+            pytest.skip("no build/results from `nox -s matrix` on this machine")
+        results = REAL_RESULTS
+    else:
+        results = tmp_path / "results"
+        fabricate_run(results)
+    assert run_cli("--results", str(results), "--out", str(tmp_path / "out"), "--no-docs").returncode == 0
+    parser = GridCells()
+    parser.feed((tmp_path / "out" / "index.html").read_text(encoding="utf-8"))
+    subjects = {json.loads(p.read_text(encoding="utf-8"))["subject"]["name"] for p in results.glob("*.json")}
+    assert set(parser.kinds) == subjects
+    for subject in subjects:
+        assert parser.kinds[subject] == expected_kinds(results, subject), subject
