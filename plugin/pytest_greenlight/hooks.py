@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import warnings
 from collections.abc import Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import __version__, compat, diagnostics, portal
-from .implicit_io import Recorder
+from . import __version__, compat, diagnostics
+
+if TYPE_CHECKING:
+    from .implicit_io import Recorder
 
 STRICT_HELP = "fail tests at each place where the portal served implicit IO (it raises MissingGreenlet in production)"
 MARKER_HELP = (
@@ -18,7 +20,7 @@ MARKER_HELP = (
     "or make its implicit IO fail (strict=True) / allowed (strict=False)"
 )
 
-_recorder_key = pytest.StashKey[Recorder]()
+_recorder_key = pytest.StashKey["Recorder"]()
 _previous_policy_key = pytest.StashKey[Any]()
 
 
@@ -42,6 +44,8 @@ def pytest_configure(config: pytest.Config) -> None:
     problem = compat.check_pytest_asyncio()
     if problem is not None:
         raise pytest.UsageError(problem)
+    from . import portal
+    from .implicit_io import Recorder
 
     recorder = Recorder(strict=_strict_default(config))
     config.stash[_recorder_key] = recorder
@@ -55,6 +59,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if _recorder_key not in config.stash:
+        return  # configure refused to start (clear usage error): nothing to undo
+    from . import portal
+
     previous = config.stash.get(_previous_policy_key, None)
     if previous is not None:
         with warnings.catch_warnings():
@@ -83,6 +91,8 @@ def _marker_options(item: pytest.Item) -> tuple[bool, bool | None]:
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, None, None]:
     # Fixture setup, the call and teardown all happen inside this protocol, so the switches cover all three.
+    from . import portal
+
     recorder = item.config.stash[_recorder_key]
     enabled, strict = _marker_options(item)
     portal.settings.enabled = enabled
@@ -117,6 +127,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             "MissingGreenlet. See the implicit-IO summary at the end of the run for the site."
         )
     if report.failed and call.excinfo is not None:
+        from . import portal
+
         explanation = diagnostics.explain(
             _exception_chain(call.excinfo.value), portal_enabled=portal.settings.enabled
         )
