@@ -1,6 +1,9 @@
 # /// script
 # requires-python = ">=3.9"
-# dependencies = ["nox>=2025.10", "testcontainers>=4.8", "filelock>=3.12", "tomli>=2; python_version<'3.11'"]
+# dependencies = [
+#     "nox>=2025.10", "testcontainers>=4.8", "filelock>=3.12", "tomli>=2; python_version<'3.11'",
+#     "pg8000>=1.29", "pymysql>=1.1",
+# ]
 # ///
 """Sessions only: each one is a thin call into matrix/ or reports/ (see README "How it fits together")."""
 
@@ -24,7 +27,9 @@ os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
 # One id per `nox` invocation, set by the top-level process and inherited by `nox -j` workers: the provisioner
 # ties containers to it (removed when this pid ends) and every results file of the run carries the run id.
 os.environ.setdefault("GREENLIGHT_INVOCATION", str(os.getpid()))
-os.environ.setdefault("GREENLIGHT_RUN_ID", f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}-{os.getpid():x}")
+os.environ.setdefault(
+    "GREENLIGHT_RUN_ID", time.strftime("%Y-%m-%dT%H:%M:%SZ-", time.gmtime()) + f"{os.getpid():x}"
+)
 
 # The oldest and the newest supported stacks; `tests` runs the suite on both.
 STACKS = {
@@ -41,6 +46,13 @@ def tests(session: nox.Session, stack: str) -> None:
     session.run("pytest", *session.posargs)
 
 
+@nox.session(name="bench-portal", default=False)
+def bench_portal(session: nox.Session) -> None:
+    """Print the portal's cost per suspension and on a SQLite ORM workload, against plain asyncio."""
+    session.install("-e", ".", "sqlalchemy[asyncio]", "aiosqlite")
+    session.run("python", "benchmarks/portal_overhead.py")
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """Check style with ruff and types with mypy (strict on the plugin)."""
@@ -50,8 +62,9 @@ def lint(session: nox.Session) -> None:
     session.run("mypy")
 
 
-# The matrix: one session per Python x SQLAlchemy x pytest-asyncio cell of matrix/axes.toml, listed by `nox -l`
-# as e.g. matrix-3.12(sa2.1-pa1); select with -p 3.12, -k "sa2_1 and pa1" (tags) or -t matrix.
+# The matrix: one session per Python x SQLAlchemy x pytest-asyncio cell of matrix/axes.toml, listed by
+# `nox -l` as e.g. matrix-3.12(sa2.1-pa1); select with -p 3.12, -k "sa2_1 and pa1" (tags) or -t matrix.
+# Arguments after -- go to the scenario run (e.g. -- -k lazy).
 from matrix import axes, progress  # noqa: E402  (needs ROOT on sys.path, set above)
 
 AXES_FILE = Path(os.environ.get("GREENLIGHT_AXES", axes.DEFAULT_PATH))
@@ -59,13 +72,16 @@ try:
     MATRIX: axes.Matrix | None = axes.load(AXES_FILE)
 except axes.AxesError as error:
     MATRIX = None
-    print(f"greenlight: {error}\ngreenlight: the matrix sessions are disabled until it is fixed", file=sys.stderr)
+    print(f"greenlight: {error}\ngreenlight: the matrix sessions are off until it is fixed", file=sys.stderr)
     AXES_ERROR = str(error)
 progress.install(AXES_FILE)
 
 if MATRIX is not None:
     CELL_PARAMS = [
-        nox.param(sa, pa, id=f"sa{sa}-pa{pa}", tags=[f"sa{sa}".replace(".", "_"), f"pa{pa}".replace(".", "_")])
+        # Readable ids (sa2.1-pa1), and tags (sa2_1, pa1) that `-k` can name: "sa2.1" is no Python identifier.
+        nox.param(
+            sa, pa, id=f"sa{sa}-pa{pa}", tags=[f"sa{sa}".replace(".", "_"), f"pa{pa}".replace(".", "_")]
+        )
         for sa in MATRIX.sqlalchemy
         for pa in MATRIX.pytest_asyncio
     ]
@@ -94,3 +110,14 @@ def report(session: nox.Session) -> None:
     """Build the HTML compatibility report, badge and docs table from build/results/."""
     session.install("--group", "report")
     session.run("python", "-m", "reports", *session.posargs)
+
+
+@nox.session(venv_backend="none", default=False)
+def images(session: nox.Session) -> None:
+    """Build the offline PostgreSQL and MariaDB images from Debian packages (root, Docker engine, no registry)."""
+    from matrix.images import ImageBuildError, build_all
+
+    try:
+        build_all(ROOT / "build" / "images", only=session.posargs or None, log=session.log)
+    except ImageBuildError as exc:
+        session.error(str(exc))

@@ -36,6 +36,8 @@ class LoopEngines:
         engine = self._engines.get(loop)
         if engine is None:
             engine = self._engines[loop] = create_async_engine(self.url, **self.engine_kwargs)
+            if engine.dialect.name == "sqlite":
+                _use_real_sqlite_transactions(engine)
             # Dispose while the loop can still run the pool's close callbacks.
             portal.add_close_callback(loop, lambda: self._dispose(loop))
         return engine
@@ -79,6 +81,19 @@ class LoopEngines:
             finally:
                 await session.close()
                 await outer.rollback()
+
+
+def _use_real_sqlite_transactions(engine: AsyncEngine) -> None:
+    """The SQLite driver defers BEGIN and ignores SAVEPOINT semantics, so a rolled-back outer transaction would
+    keep what the test committed. SQLAlchemy's documented fix: let SQLAlchemy emit BEGIN itself."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def driver_emits_no_begin(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def emit_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
 
 
 def greenlight_engine(

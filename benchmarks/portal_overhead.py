@@ -1,0 +1,89 @@
+"""Measure what the portal costs: per suspension on a bare loop, and on a SQLite ORM workload.
+
+Run with ``nox -s bench-portal``. Plain asyncio and the portal are measured in the same process, interleaved, and the
+median of several rounds is compared, so the ratio is not skewed by the machine warming up or by other load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import time
+from collections.abc import Awaitable
+from typing import Callable
+
+from sqlalchemy import Column, Integer, String, select
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlalchemy.orm import declarative_base
+
+from pytest_greenlight.portal import install
+
+SUSPENSIONS = 200_000
+ROUNDS = 7
+
+Base = declarative_base()
+
+
+class Item(Base):  # type: ignore[misc,valid-type]
+    __tablename__ = "items"
+    id = Column(Integer, primary_key=True)
+    name = Column(String(40))
+
+
+async def sleep_loop() -> None:
+    for _ in range(SUSPENSIONS):
+        await asyncio.sleep(0)
+
+
+async def orm_workload() -> None:
+    engine = create_async_engine("sqlite+aiosqlite:///:memory:")
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    for batch in range(20):
+        async with sessions() as session:
+            session.add_all(Item(name=f"item-{batch}-{i}") for i in range(50))
+            await session.commit()
+            rows = (await session.execute(select(Item).where(Item.name.like(f"item-{batch}-%")))).scalars().all()
+            assert len(rows) == 50
+    await engine.dispose()
+
+
+def run(workload: Callable[[], Awaitable[None]], portal: bool) -> float:
+    async def main() -> None:
+        if portal:
+            install(asyncio.get_running_loop())
+        await asyncio.get_running_loop().create_task(workload())  # type: ignore[arg-type]
+
+    start = time.perf_counter()
+    asyncio.run(main())
+    return time.perf_counter() - start
+
+
+def compare(name: str, workload: Callable[[], Awaitable[None]], per: int | None = None) -> float:
+    plain, portal = [], []
+    run(workload, False)  # warm-up: imports, caches
+    for _ in range(ROUNDS):
+        plain.append(run(workload, False))
+        portal.append(run(workload, True))
+    plain_s, portal_s = statistics.median(plain), statistics.median(portal)
+    ratio = portal_s / plain_s
+    unit = ""
+    if per:
+        unit = f"  ({plain_s / per * 1e9:.0f} ns vs {portal_s / per * 1e9:.0f} ns per suspension)"
+    print(f"{name:<34} plain {plain_s * 1000:8.1f} ms   portal {portal_s * 1000:8.1f} ms   ratio {ratio:.3f}x{unit}")
+    return ratio
+
+
+def main() -> int:
+    print(f"Python {sys.version.split()[0]}, median of {ROUNDS} interleaved rounds")
+    micro = compare(f"await asyncio.sleep(0) x {SUSPENSIONS:,}", sleep_loop, per=SUSPENSIONS)
+    orm = compare("SQLite ORM workload (aiosqlite)", orm_workload)
+    print(f"targets: micro <= 1.30x -> {'met' if micro <= 1.30 else 'MISSED'}; "
+          f"ORM <= 1.05x -> {'met' if orm <= 1.05 else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
