@@ -80,8 +80,10 @@ def main() -> int:
     print(f"Python {sys.version.split()[0]}, median of {ROUNDS} interleaved rounds")
     micro = compare(f"await asyncio.sleep(0) x {SUSPENSIONS:,}", sleep_loop, per=SUSPENSIONS)
     orm = compare("SQLite ORM workload (aiosqlite)", orm_workload)
-    print(f"targets: micro <= 1.30x -> {'met' if micro <= 1.30 else 'MISSED'}; "
-          f"ORM <= 1.05x -> {'met' if orm <= 1.05 else 'MISSED'}")
+    print(
+        f"targets: micro <= 1.30x -> {'met' if micro <= 1.30 else 'MISSED'}; "
+        f"ORM <= 1.05x -> {'met' if orm <= 1.05 else 'MISSED'}"
+    )
     return 0
 
 

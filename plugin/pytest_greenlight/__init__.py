@@ -34,5 +34,13 @@ def __getattr__(name: str) -> Any:
     return getattr(import_module(f"{__name__}.{module}"), name)
 
 
-__all__ = ["GreenThreadLocal", "ImplicitIOError", "LoopEngines", "__version__", "greenlight_engine", "in_portal",
-           "install", "run_in_portal"]
+__all__ = [
+    "GreenThreadLocal",
+    "ImplicitIOError",
+    "LoopEngines",
+    "__version__",
+    "greenlight_engine",
+    "in_portal",
+    "install",
+    "run_in_portal",
+]

@@ -37,13 +37,13 @@ def installed_version(distribution: str) -> Version | None:
 def _greenlet_class_from_sqlalchemy() -> type[Any]:
     """SQLAlchemy's own greenlet class: nested ``greenlet_spawn`` and ``await_only`` recognise it."""
     try:  # SQLAlchemy 2.1+
-        from sqlalchemy.util.concurrency import _concurrency_shim  # type: ignore[attr-defined]
+        from sqlalchemy.util.concurrency import _concurrency_shim  # type: ignore[attr-defined,unused-ignore]
 
         cls: type[Any] = _concurrency_shim._AsyncIoGreenlet
         return cls
     except (ImportError, AttributeError):
         pass
-    from sqlalchemy.util import _concurrency_py3k  # type: ignore[attr-defined]  # SQLAlchemy 1.4 / 2.0
+    from sqlalchemy.util import _concurrency_py3k  # type: ignore[attr-defined,unused-ignore]  # SQLAlchemy 1.4 / 2.0
 
     cls = _concurrency_py3k._AsyncIoGreenlet
     return cls
@@ -52,7 +52,7 @@ def _greenlet_class_from_sqlalchemy() -> type[Any]:
 def load_greenlet_class() -> type[Any]:
     """Return the greenlet subclass the portal runs coroutine steps in, or raise UnsupportedEnvironment."""
     try:
-        import greenlet  # noqa: F401
+        import greenlet
     except ImportError as exc:
         raise UnsupportedEnvironment(NO_GREENLET) from exc
     sqlalchemy = installed_version("sqlalchemy")
@@ -69,7 +69,7 @@ def load_greenlet_class() -> type[Any]:
         # A future SQLAlchemy moved its class again. The provider flag is the contract await_only checks.
         from greenlet import getcurrent, greenlet
 
-        class _ProviderGreenlet(greenlet):  # type: ignore[misc]
+        class _ProviderGreenlet(greenlet):  # type: ignore[misc,unused-ignore]
             __sqlalchemy_greenlet_provider__ = True
 
             def __init__(self, fn: Callable[..., Any], driver: Any) -> None:

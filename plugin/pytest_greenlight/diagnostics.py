@@ -17,29 +17,39 @@ How to fix it in the code (production has no portal):
   * keep attributes after commit: async_sessionmaker(engine, expire_on_commit=False)
   * run sync helpers that do IO through the session: `await session.run_sync(helper)`"""
 
-STRICT_REFUSAL = """\
+STRICT_REFUSAL = (
+    """\
 greenlight strict mode: implicit IO at {location} ({trigger}).
 This line raises MissingGreenlet outside the tests, where no greenlet portal serves it.
-""" + PRODUCTION_FIXES
+"""
+    + PRODUCTION_FIXES
+)
 
-MISSING_GREENLET_PORTAL_OFF = """\
+MISSING_GREENLET_PORTAL_OFF = (
+    """\
 MissingGreenlet means sync code tried database IO (a lazy load, the refresh of an attribute expired by commit(), or
 a helper calling await_only) outside SQLAlchemy's greenlet. The greenlight portal was OFF for this test
 (@pytest.mark.greenlight(enabled=False) or -p no:greenlight), so nothing served it.
-""" + PRODUCTION_FIXES
+"""
+    + PRODUCTION_FIXES
+)
 
-MISSING_GREENLET_OUTSIDE_PORTAL = """\
+MISSING_GREENLET_OUTSIDE_PORTAL = (
+    """\
 MissingGreenlet was raised even though the greenlight portal was on: the IO happened outside the event loop's
 tasks, e.g. in a thread (run_in_executor, to_thread), in a sync test or sync fixture, or in a __del__/GC callback.
 Do that IO in async code (await the async API), or pass the work through `await session.run_sync(fn)`.
-""" + PRODUCTION_FIXES
+"""
+    + PRODUCTION_FIXES
+)
 
 DIFFERENT_LOOP = """\
 An asyncio object (an engine's pooled connection, a lock, a future) was created on one event loop and used on
 another. Usual cause: an engine or session fixture with a wider scope than the event loop its tests run on — e.g. a
 session-scoped engine with function-scoped loops.
 Fix: give the fixture and its tests the same loop scope (pytest-asyncio >= 0.24: loop_scope="session" on both), or
-use pytest_greenlight.greenlight_engine(url), which keeps one engine per event loop and disposes each on its own loop."""
+use pytest_greenlight.greenlight_engine(url), which keeps one engine per event loop and disposes each on its own
+loop."""
 
 LOOP_CLOSED = """\
 "Event loop is closed": a connection or engine outlived the event loop it was created on, and its cleanup ran after
@@ -59,8 +69,14 @@ _PATTERNS = (
     ("different event loop", DIFFERENT_LOOP),
     ("Event loop is closed", LOOP_CLOSED),
     ("another operation is in progress", CONCURRENT_OPERATION),
-    ("This session is provisioning a new connection; concurrent operations are not permitted", CONCURRENT_OPERATION),
-    ("/isce)", CONCURRENT_OPERATION),  # SQLAlchemy's error code for an illegal state change (concurrent session use)
+    (
+        "This session is provisioning a new connection; concurrent operations are not permitted",
+        CONCURRENT_OPERATION,
+    ),
+    (
+        "/isce)",
+        CONCURRENT_OPERATION,
+    ),  # SQLAlchemy's error code for an illegal state change (concurrent session use)
 )
 
 

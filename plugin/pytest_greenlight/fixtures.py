@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from typing import Any, Callable, Union
+from typing import Any, Callable, Literal, Union
 
 import pytest
 from sqlalchemy import event
@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from . import compat, portal
 
 Url = Union[str, Callable[[], str]]
+Scope = Literal["session", "package", "module", "class", "function"]
 
 
 class LoopEngines:
@@ -97,7 +98,7 @@ def _use_real_sqlite_transactions(engine: AsyncEngine) -> None:
 
 
 def greenlight_engine(
-    url: Url, *, name: str = "db", scope: str = "session", **engine_kwargs: Any
+    url: Url, *, name: str = "db", scope: Scope = "session", **engine_kwargs: Any
 ) -> Callable[..., Iterator[LoopEngines]]:
     """Make a fixture called ``name`` that yields a LoopEngines for ``url`` (a string or a callable returning one).
 
@@ -111,7 +112,7 @@ def greenlight_engine(
                 await session.commit()
     """
 
-    @pytest.fixture(scope=scope, name=name)  # type: ignore[misc]
+    @pytest.fixture(scope=scope, name=name)
     def engines_fixture() -> Iterator[LoopEngines]:
         engines = LoopEngines(url() if callable(url) else url, engine_kwargs)
         try:
@@ -119,4 +120,4 @@ def greenlight_engine(
         finally:
             engines.close()
 
-    return engines_fixture  # type: ignore[no-any-return]
+    return engines_fixture

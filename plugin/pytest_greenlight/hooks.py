@@ -20,7 +20,7 @@ MARKER_HELP = (
     "or make its implicit IO fail (strict=True) / allowed (strict=False)"
 )
 
-_recorder_key = pytest.StashKey["Recorder"]()
+_recorder_key: pytest.StashKey[Recorder] = pytest.StashKey()
 _previous_policy_key = pytest.StashKey[Any]()
 
 
@@ -129,9 +129,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.failed and call.excinfo is not None:
         from . import portal
 
-        explanation = diagnostics.explain(
-            _exception_chain(call.excinfo.value), portal_enabled=portal.settings.enabled
-        )
+        explanation = diagnostics.explain(_exception_chain(call.excinfo.value), portal_enabled=portal.settings.enabled)
         if explanation is not None:
             report.sections.append(("greenlight: why this failed", explanation))
 

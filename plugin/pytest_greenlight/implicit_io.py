@@ -37,7 +37,7 @@ class Site:
         return f"{name}:{self.lineno}"
 
 
-class ImplicitIOError(sa_exc.MissingGreenlet):  # type: ignore[misc]
+class ImplicitIOError(sa_exc.MissingGreenlet):  # type: ignore[misc,unused-ignore]
     """Raised at an implicit-IO site in strict mode: the same exception production code would get."""
 
 

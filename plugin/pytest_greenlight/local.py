@@ -22,7 +22,7 @@ class GreenThreadLocal:
     'alice'
     """
 
-    __slots__ = ("_greenlight_values", "__weakref__")
+    __slots__ = ("__weakref__", "_greenlight_values")
 
     def __init__(self) -> None:
         object.__setattr__(self, "_greenlight_values", weakref.WeakKeyDictionary())

@@ -76,7 +76,7 @@ def _drive(coro: Coroutine[Any, Any, T], on_implicit_io: ImplicitIOHook | None) 
                 else:
                     yielded, error = throw(error), None
             except StopIteration as stop:
-                return stop.value  # type: ignore[no-any-return]
+                return stop.value  # type: ignore[no-any-return,unused-ignore]
             try:
                 value = suspend(_STEP, yielded)
             except GreenletExit:
@@ -111,7 +111,7 @@ def _drive(coro: Coroutine[Any, Any, T], on_implicit_io: ImplicitIOHook | None) 
             switched = step.throw(type(exc), exc, exc.__traceback__)
         else:
             switched = step.switch(result)
-    return switched  # type: ignore[no-any-return]
+    return switched  # type: ignore[no-any-return,unused-ignore]
 
 
 async def run_in_portal(coro: Coroutine[Any, Any, T], on_implicit_io: ImplicitIOHook | None = None) -> T:
@@ -171,8 +171,8 @@ def add_close_callback(loop: asyncio.AbstractEventLoop, callback: Callable[[], A
             original_close()
 
         try:
-            loop._greenlight_on_close = callbacks  # type: ignore[attr-defined]
-            loop.close = close  # type: ignore[method-assign]
+            loop._greenlight_on_close = callbacks  # type: ignore[attr-defined,unused-ignore]
+            loop.close = close  # type: ignore[method-assign,unused-ignore]
         except AttributeError:  # e.g. uvloop's compiled loop has no instance dict
             return False
     callbacks.append(callback)
@@ -183,10 +183,10 @@ def _policy_base() -> type[Any]:
     # Python 3.14 deprecates the public policy names; the class set_event_loop_policy() checks is still there.
     events: Any = asyncio.events
     base = getattr(events, "_AbstractEventLoopPolicy", None) or events.AbstractEventLoopPolicy
-    return base  # type: ignore[no-any-return]
+    return base  # type: ignore[no-any-return,unused-ignore]
 
 
-class PortalPolicy(_policy_base()):  # type: ignore[misc]
+class PortalPolicy(_policy_base()):  # type: ignore[misc,unused-ignore]
     """Wraps the current event-loop policy so that each new loop gets the portal's task factory.
 
     pytest-asyncio (every version) and anyio's pytest plugin create their loops through the policy.
@@ -211,10 +211,10 @@ class PortalPolicy(_policy_base()):  # type: ignore[misc]
     if sys.version_info < (3, 12):
 
         def get_child_watcher(self) -> Any:
-            return self.inner.get_child_watcher()  # type: ignore[attr-defined]
+            return self.inner.get_child_watcher()  # type: ignore[attr-defined,unused-ignore]
 
         def set_child_watcher(self, watcher: Any) -> None:
-            self.inner.set_child_watcher(watcher)  # type: ignore[attr-defined]
+            self.inner.set_child_watcher(watcher)  # type: ignore[attr-defined,unused-ignore]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

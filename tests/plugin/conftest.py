@@ -23,7 +23,7 @@ DATABASES = {
 }
 
 # Models shared by the inner test files. Table names carry a per-run suffix: the local servers are shared.
-MODELS = '''
+MODELS = """
 import os
 from sqlalchemy import Column, ForeignKey, Integer, String
 from sqlalchemy.orm import declarative_base, relationship
@@ -43,10 +43,10 @@ class Address(Base):
     id = Column(Integer, primary_key=True)
     user_id = Column(ForeignKey("gl_users_" + SUFFIX + ".id"))
     email = Column(String(50), default="a@example.invalid")
-'''
+"""
 
 # A conftest for the inner runs: `session` is an AsyncSession on fresh tables, with one user who has one address.
-INNER_CONFTEST = '''
+INNER_CONFTEST = """
 import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from models import URL, Address, Base, User
@@ -69,7 +69,7 @@ async def engine():
 async def session(engine):
     async with AsyncSession(engine) as session:
         yield session
-'''
+"""
 
 INI = """
 [pytest]
@@ -83,7 +83,9 @@ class Runner:
     pytester: pytest.Pytester
     url: str
 
-    def run(self, source: str, *args: str, plugin: bool = True, mode: str = "strict", ini: str = "") -> pytest.RunResult:
+    def run(
+        self, source: str, *args: str, plugin: bool = True, mode: str = "strict", ini: str = ""
+    ) -> pytest.RunResult:
         self.pytester.makepyfile(models=MODELS, test_inner=textwrap.dedent(source))
         self.pytester.makeconftest(INNER_CONFTEST)
         extra = ini

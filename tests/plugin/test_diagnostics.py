@@ -14,9 +14,21 @@ from .conftest import DATABASES, Runner
 @pytest.mark.parametrize(
     ("error", "portal_enabled", "expected"),
     [
-        (MissingGreenlet("greenlet_spawn has not been called"), False, diagnostics.MISSING_GREENLET_PORTAL_OFF),
-        (MissingGreenlet("greenlet_spawn has not been called"), True, diagnostics.MISSING_GREENLET_OUTSIDE_PORTAL),
-        (RuntimeError("Task got Future <Future pending> attached to a different loop"), True, diagnostics.DIFFERENT_LOOP),
+        (
+            MissingGreenlet("greenlet_spawn has not been called"),
+            False,
+            diagnostics.MISSING_GREENLET_PORTAL_OFF,
+        ),
+        (
+            MissingGreenlet("greenlet_spawn has not been called"),
+            True,
+            diagnostics.MISSING_GREENLET_OUTSIDE_PORTAL,
+        ),
+        (
+            RuntimeError("Task got Future <Future pending> attached to a different loop"),
+            True,
+            diagnostics.DIFFERENT_LOOP,
+        ),
         (RuntimeError("Event loop is closed"), True, diagnostics.LOOP_CLOSED),
         (
             RuntimeError("cannot perform operation: another operation is in progress"),
@@ -27,9 +39,7 @@ from .conftest import DATABASES, Runner
         (KeyError("unrelated"), True, None),
     ],
 )
-def test_each_message_is_chosen_for_its_cause(
-    error: BaseException, portal_enabled: bool, expected: str | None
-) -> None:
+def test_each_message_is_chosen_for_its_cause(error: BaseException, portal_enabled: bool, expected: str | None) -> None:
     assert diagnostics.explain([error], portal_enabled=portal_enabled) == expected
 
 
@@ -108,8 +118,14 @@ async def test_third_loop_same_engine_fixture(db):
 """
 
 
-@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.local_servers),
-                                      pytest.param("mariadb", marks=pytest.mark.local_servers)])
+@pytest.mark.parametrize(
+    "database",
+    [
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.local_servers),
+        pytest.param("mariadb", marks=pytest.mark.local_servers),
+    ],
+)
 def test_loop_engines_across_function_loops(runner: Runner, monkeypatch: pytest.MonkeyPatch, database: str) -> None:
     monkeypatch.setenv("GL_URL", DATABASES[database].format(tmp=runner.pytester.path))
     # -W error: a "non-checked-in connection" GC warning or an "Event loop is closed" teardown error fails the run.

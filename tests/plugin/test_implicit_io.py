@@ -118,7 +118,8 @@ except ImportError:
 
 def count_users(connection):
     # a sync helper doing IO, the way adapted code often does
-    return await_only(connection.exec_driver_sql("select count(*) from gl_users_" + __import__("models").SUFFIX)).scalar()
+    table = "gl_users_" + __import__("models").SUFFIX
+    return await_only(connection.exec_driver_sql("select count(*) from " + table)).scalar()
 
 @pytest.mark.asyncio
 async def test_sync_helper(engine):
@@ -170,9 +171,13 @@ def test_strict_mode_fails_at_the_site(runner: Runner, how: tuple[str, ...]) -> 
 
 
 def test_strict_marker_and_override(runner: Runner) -> None:
-    source = LAZY_LOAD_IN_TEST.replace("@pytest.mark.asyncio", "@pytest.mark.asyncio\n@pytest.mark.greenlight(strict=True)")
+    source = LAZY_LOAD_IN_TEST.replace(
+        "@pytest.mark.asyncio", "@pytest.mark.asyncio\n@pytest.mark.greenlight(strict=True)"
+    )
     runner.run(source).assert_outcomes(failed=1)
-    relaxed = LAZY_LOAD_IN_TEST.replace("@pytest.mark.asyncio", "@pytest.mark.asyncio\n@pytest.mark.greenlight(strict=False)")
+    relaxed = LAZY_LOAD_IN_TEST.replace(
+        "@pytest.mark.asyncio", "@pytest.mark.asyncio\n@pytest.mark.greenlight(strict=False)"
+    )
     runner.run(relaxed, "--greenlight-strict").assert_outcomes(passed=1)
 
 
@@ -187,7 +192,9 @@ def test_strict_mode_fails_even_when_the_error_is_swallowed(runner: Runner) -> N
 
 
 def test_marker_turns_the_portal_off_and_explains(runner: Runner) -> None:
-    source = LAZY_LOAD_IN_TEST.replace("@pytest.mark.asyncio", "@pytest.mark.asyncio\n@pytest.mark.greenlight(enabled=False)")
+    source = LAZY_LOAD_IN_TEST.replace(
+        "@pytest.mark.asyncio", "@pytest.mark.asyncio\n@pytest.mark.greenlight(enabled=False)"
+    )
     result = runner.run(source)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*greenlight: why this failed*", "*portal was OFF for this test*"])
