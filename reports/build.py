@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Optional
 
 from reports import badge, html, table
-from reports.model import Problem, Run, build_grid, clean_text, decode_file, from_data, load_results, to_data
+from reports.model import Problem, Run, build_grid, decode_file, from_data, load_results, to_data
+from reports.safe import clean_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +35,7 @@ class Built:
 
 def load_previous(path: Path) -> Run:
     """A previous run: a results folder, a published ``index.html``, or a folder holding one."""
-    if path.is_dir() and not any(path.glob("*.json")) and (path / "index.html").is_file():
+    if path.is_dir() and not any(path.glob("*__*.json")) and (path / "index.html").is_file():
         path = path / "index.html"
     if path.is_dir():
         return load_results(path)
@@ -70,9 +71,7 @@ def build(
     generated_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     index = out / "index.html"
     index.write_text(
-        html.render_report(
-            run, before, plugin=plugin, baseline=baseline, support=support, generated_at=generated_at
-        ),
+        html.render_report(run, before, plugin=plugin, baseline=baseline, support=support, generated_at=generated_at),
         encoding="utf-8",
     )
     shield = badge.badge_data(grid, support)
@@ -80,22 +79,16 @@ def build(
     (out / "badge.svg").write_text(badge.render_svg(shield), encoding="utf-8")
     (out / "data.json").write_text(json.dumps(to_data(run), ensure_ascii=False), encoding="utf-8")
     # An empty run states no facts; writing it would wipe the docs table.
-    docs_written = bool(
-        docs and run.results and table.write_if_changed(docs, table.render(run, grid, run_date(run)))
-    )
+    docs_written = bool(docs and run.results and table.write_if_changed(docs, table.render(run, grid, run_date(run))))
     return Built(index, out / "badge.svg", out / "badge.json", out / "data.json", docs, docs_written, run)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m reports", description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=ROOT / "build" / "results", help="results folder")
-    parser.add_argument(
-        "--previous", type=Path, help="previous run: results folder, or a published index.html"
-    )
+    parser.add_argument("--previous", type=Path, help="previous run: results folder, or a published index.html")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "report", help="output folder")
-    parser.add_argument(
-        "--docs", type=Path, default=ROOT / "docs" / "compatibility.md", help="docs table file"
-    )
+    parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "compatibility.md", help="docs table file")
     parser.add_argument("--no-docs", action="store_true", help="do not touch the docs table (partial runs)")
     parser.add_argument("--plugin", default="greenlight", help="subject that is the plugin under test")
     parser.add_argument("--baseline", default="none", help="subject that runs without any plugin")
@@ -124,9 +117,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     for problem in built.run.problems:
         print(f"reports: warning: {problem.file}: {problem.message[:300]}", file=sys.stderr)
     shield = json.loads(built.badge_json.read_text(encoding="utf-8"))
-    print(
-        f"report: {built.index} ({len(built.run.results)} results files, {len(built.run.problems)} problems)"
-    )
+    print(f"report: {built.index} ({len(built.run.results)} results files, {len(built.run.problems)} problems)")
     print(f"badge: {shield['label']} | {shield['message']} ({shield['color']})")
     if built.docs is not None:
         print(f"docs: {built.docs} {'rewritten' if built.docs_written else 'unchanged (same support facts)'}")

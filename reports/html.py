@@ -24,6 +24,7 @@ from reports.model import (
     Run,
     build_grid,
     compare_subjects,
+    diff_grids,
     diff_runs,
     to_data,
 )
@@ -92,7 +93,8 @@ def _comparison_rows(comparisons: list[Comparison], others: list[str]) -> list[d
             else "not run"
             for name, counts in row["score"].items()
         }
-    return list(rows.values())
+    # Rows where no subject ran anything (a database that could not be had) say nothing the grid doesn't.
+    return [row for row in rows.values() if set(row["score"].values()) != {"not run"}]
 
 
 def render_report(
@@ -110,6 +112,7 @@ def render_report(
     comparisons = compare_subjects(run, plugin, baseline)
     others = [s for s in subjects if s not in (plugin, baseline)]
     changes: list[Change] = diff_runs(run, previous) if previous is not None else []
+    cell_changes = diff_grids(main_grid, build_grid(previous, plugin)) if previous is not None else []
     badge = badge_data(main_grid, support)
     template = _ENV.get_template("report.html.j2")
     return template.render(
@@ -127,6 +130,7 @@ def render_report(
         better_elsewhere=[c for c in comparisons if c.plugin == "broken" and "works" in c.others.values()],
         comparison_rows=_comparison_rows(comparisons, others),
         changes=changes,
+        cell_changes=cell_changes,
         change_counts=Counter(c.kind for c in changes),
         badge=badge,
         badge_svg=Markup(render_svg(badge)),

@@ -1,8 +1,8 @@
-"""Load matrix results files (reports/SCHEMA.md), make them safe, and compute verdicts and diffs.
+"""Load matrix results files (reports/SCHEMA.md) and compute verdicts and diffs from them.
 
-Everything the report, the badge and the docs table show comes from here, so this is the one place that
-trusts nothing: a results file may be truncated, hold invalid UTF-8, megabytes of output or hostile markup.
-Loading never raises for a bad file; it records a ``Problem`` naming the file and goes on with the rest.
+Everything the report, the badge and the docs table show comes from here. A results file may be truncated,
+hold invalid UTF-8, megabytes of output or hostile markup: every string goes through ``safe.clean_text`` on
+the way in, and loading never raises for a bad file; it records a ``Problem`` naming the file and goes on.
 """
 
 from __future__ import annotations
@@ -14,49 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from reports.safe import MESSAGE_CAP, SHORT_CAP, TRACEBACK_CAP, clean_text
+
 SCHEMA_VERSION = 1
-# Caps for text shown in the report. Writers already cap messages at 4,000 characters; readers cap again
-# because a file may come from an older or broken writer (issue 8: "a 10 MB message").
-MESSAGE_CAP = 4_000
-TRACEBACK_CAP = 8_000
-SHORT_CAP = 300
 # A results file is small (hundreds of kB); anything far bigger is refused rather than parsed into memory.
 MAX_FILE_BYTES = 64 * 1024 * 1024
 
 STATUSES = ("completed", "install-failed", "interpreter-missing", "crashed", "infra-error", "excluded")
 VERDICTS = ("works", "broken", "skipped", "not-run")
-
-# CSI (colours, cursor moves) and OSC (titles, hyperlinks) escape sequences: dropped so the text stays
-# readable.
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
-# Any other control character (a stray ESC, NUL, bell...) is shown as a visible replacement, never
-# interpreted.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-# Writers never record URLs with passwords, but a driver's error message might quote one: mask the userinfo's
-# password whatever characters it holds (greedy up to the last "@" of the token, so "p@ss" is masked too).
-# The scheme is bounded so a megabyte of letters cannot make the search quadratic.
-_URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]{0,40}://[^\s:/@]*:)[^\s]*@")
-# A URL cut off by the length cap, before its "@": mask what is left of it.
-_URL_TAIL = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]{0,40}://[^\s:/@]*:)[^\s@]*\Z")
-
-
-def clean_text(value: Any, cap: int = SHORT_CAP) -> str:
-    """Return ``value`` as inert, length-capped text: no ANSI escapes, no control characters, valid UTF-8."""
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    original_length = len(text)
-    # Cut before the regexes run so a 10 MB message costs nothing; an escape sequence cut in half is caught
-    # by _CONTROL.
-    text = text[: cap * 2]
-    text = _ANSI.sub("", text)
-    text = _CONTROL.sub("\N{REPLACEMENT CHARACTER}", text)
-    if "://" in text:
-        text = _URL_PASSWORD.sub(r"\1***@", text)
-    # json.loads accepts lone surrogates ("\ud800"); they cannot be encoded, so replace them too.
-    text = text.encode("utf-8", "replace").decode("utf-8")
-    if len(text) > cap or original_length > cap * 2:
-        kept = _URL_TAIL.sub(r"\1***", text[:cap])
-        text = f"{kept}… [truncated: {original_length:,} characters in the results file]"
-    return text
 
 
 def _opt(value: Any, cap: int = SHORT_CAP) -> Optional[str]:
@@ -197,9 +162,7 @@ def _scenario(raw: Any, index: int) -> Scenario:
         outcome=clean_text(raw.get("outcome") or "?"),
         exception=_opt(raw.get("exception")),
         verdict=verdict,
-        duration=float(duration)
-        if isinstance(duration, (int, float)) and not isinstance(duration, bool)
-        else None,
+        duration=float(duration) if isinstance(duration, (int, float)) and not isinstance(duration, bool) else None,
         message=_opt(raw.get("message"), MESSAGE_CAP),
         traceback=_opt(raw.get("traceback"), TRACEBACK_CAP),
     )
@@ -274,9 +237,7 @@ def parse_result(data: Any, file: str) -> tuple[Optional[Result], list[Problem]]
         mismatched = {k: (claimed.get(k, 0), v) for k, v in result.summary.items() if claimed.get(k, 0) != v}
         if mismatched:
             detail = ", ".join(f"{k}: file says {a}, scenarios give {b}" for k, (a, b) in mismatched.items())
-            problems.append(
-                Problem(file, f"summary disagrees with its scenarios ({detail}); the scenarios are used")
-            )
+            problems.append(Problem(file, f"summary disagrees with its scenarios ({detail}); the scenarios are used"))
     return result, problems
 
 
@@ -287,11 +248,12 @@ def decode_file(raw: bytes) -> Any:
 
 
 def load_results(directory: Path) -> Run:
-    """Load every ``*.json`` results file in ``directory``; unusable files become problems, not errors."""
+    """Load every results file (``<cell id>__<subject>.json``) in ``directory``; unusable files become
+    problems, not errors. Other JSON files there (a runner's state, say) are not results and are ignored."""
     results: list[Result] = []
     problems: list[Problem] = []
     seen: dict[tuple[str, str], str] = {}
-    for path in sorted(directory.glob("*.json")):
+    for path in sorted(directory.glob("*__*.json")):
         name = clean_text(path.name)
         try:
             if path.stat().st_size > MAX_FILE_BYTES:
@@ -299,9 +261,7 @@ def load_results(directory: Path) -> Run:
                 continue
             data = decode_file(path.read_bytes())
         except (OSError, ValueError, RecursionError) as exc:
-            problems.append(
-                Problem(name, f"unreadable or not JSON (corrupted or partial file?): {clean_text(exc)}")
-            )
+            problems.append(Problem(name, f"unreadable or not JSON (corrupted or partial file?): {clean_text(exc)}"))
             continue
         result, found = parse_result(data, name)
         problems.extend(found)
@@ -345,6 +305,14 @@ class CellVerdict:
     def symbol(self) -> str:
         return SYMBOLS[self.kind]
 
+    @property
+    def detail(self) -> str:
+        """The tooltip: the counts behind the verdict, and the reason when there is one."""
+        if self.kind in ("not-run", "excluded"):
+            return self.reason or self.kind
+        counts = f"{self.works} of {self.ran} scenarios work"
+        return f"{counts}; {self.reason}" if self.reason else counts
+
 
 def cell_verdict(result: Optional[Result], database: str) -> CellVerdict:
     if result is None:
@@ -357,9 +325,7 @@ def cell_verdict(result: Optional[Result], database: str) -> CellVerdict:
         return CellVerdict("not-run", reason=_not_run_reason(result, database))
     kind = "works" if works == len(ran) else "broken" if works == 0 else "partial"
     # A crash keeps what finished (SCHEMA.md); say so, since the verdict covers only part of the suite.
-    reason = (
-        f"{result.status}: {result.reason or 'no reason given'}" if result.status != "completed" else None
-    )
+    reason = f"{result.status}: {result.reason or 'no reason given'}" if result.status != "completed" else None
     return CellVerdict(kind, works, len(ran), reason)
 
 
@@ -389,8 +355,7 @@ class Grid:
     def column_groups(self) -> list[tuple[str, int]]:
         """(pytest-asyncio value, number of database columns under it) in column order: the header row."""
         return [
-            (pa, sum(1 for other, _ in self.columns if other == pa))
-            for pa in dict.fromkeys(c[0] for c in self.columns)
+            (pa, sum(1 for other, _ in self.columns if other == pa)) for pa in dict.fromkeys(c[0] for c in self.columns)
         ]
 
 
@@ -527,20 +492,63 @@ def diff_runs(current: Run, previous: Run) -> list[Change]:
                 if moved
                 else f"{verb} with no package version change (the plugin, the scenario or the server changed)"
             )
-            changes.append(
-                Change(kind, result.cell.id, result.subject, *key, was.verdict, scenario.verdict, cause)
-            )
+            changes.append(Change(kind, result.cell.id, result.subject, *key, was.verdict, scenario.verdict, cause))
     return sorted(changes, key=lambda c: (c.kind != "new failure", natural_key(c.cell_id), c.scenario))
+
+
+@dataclass(frozen=True)
+class CellChange:
+    """A grid cell (cell, database) of one subject whose verdict label differs from the previous run."""
+
+    cell_id: str
+    database: str
+    before: str
+    after: str
+    cause: str
+
+
+def diff_grids(current: Grid, previous: Grid) -> list[CellChange]:
+    """Grid cells whose verdict changed (e.g. works -> not-run after a crash), with the versions that moved."""
+    changes = []
+    for key, (verdict, result) in current.cells.items():
+        if key not in previous.cells:
+            continue
+        was, old = previous.cells[key]
+        source = result or old
+        if was.label == verdict.label or source is None:
+            continue
+        moved = version_changes(old.versions, result.versions) if old and result else []
+        cause = ", ".join(moved) if moved else "no package version change"
+        if verdict.reason and verdict.kind in ("not-run", "excluded"):
+            cause = f"{verdict.reason} ({cause})"
+        changes.append(CellChange(source.cell.id, key[1][1], was.label, verdict.label, cause))
+    return sorted(changes, key=lambda c: (natural_key(c.cell_id), c.database))
 
 
 # ------------------------------------------------------------------------------------------------ export
 
 
 def to_data(run: Run) -> dict[str, Any]:
-    """The run as plain JSON data: embedded in the report, downloadable, and re-loadable as a previous run."""
+    """The run as plain JSON data: embedded in the report, downloadable, and re-loadable as a previous run.
+
+    Kept compact because a full matrix embeds tens of thousands of scenario entries: null fields are left out,
+    and each scenario's "checks" sentence is stored once in ``checks`` instead of in every entry.
+    """
+    checks: dict[str, str] = {}
+    for result in run.results:
+        for scenario in result.scenarios:
+            checks.setdefault(scenario.id, scenario.checks)
+
+    def entry(scenario: Scenario) -> dict[str, Any]:
+        out = {k: v for k, v in vars(scenario).items() if v is not None}
+        if checks[scenario.id] == scenario.checks:
+            del out["checks"]
+        return out
+
     return {
         "format": "greenlight-report-data",
         "version": 1,
+        "checks": checks,
         "problems": [vars(p) for p in run.problems],
         "results": [
             {
@@ -554,7 +562,7 @@ def to_data(run: Run) -> dict[str, Any]:
                 "reason": r.reason,
                 "versions": r.versions,
                 "databases": [vars(d) for d in r.databases],
-                "scenarios": [vars(s) for s in r.scenarios],
+                "scenarios": [entry(s) for s in r.scenarios],
                 "summary": r.summary,
                 "cache_key": r.cache_key,
             }
@@ -567,11 +575,13 @@ def from_data(data: Any, source: str) -> Run:
     """Rebuild a run from ``to_data`` output (e.g. from a published report), validating it like a file."""
     if not isinstance(data, dict) or data.get("format") != "greenlight-report-data":
         return Run((), (Problem(source, "no greenlight report data found"),))
+    checks = data.get("checks") if isinstance(data.get("checks"), dict) else {}
     results, problems = [], []
     for index, raw in enumerate(data.get("results") or []):
-        name = clean_text(
-            raw.get("file") if isinstance(raw, dict) and raw.get("file") else f"{source}#{index}"
-        )
+        for scenario in raw.get("scenarios") or [] if isinstance(raw, dict) else []:
+            if isinstance(scenario, dict) and "checks" not in scenario:
+                scenario["checks"] = checks.get(scenario.get("id"), "")
+        name = clean_text(raw.get("file") if isinstance(raw, dict) and raw.get("file") else f"{source}#{index}")
         result, found = parse_result(raw, name)
         problems.extend(found)
         if result is not None:

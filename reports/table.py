@@ -26,13 +26,7 @@ LISTED = (
 
 def _md(text: str) -> str:
     """Table cells come from results files: keep them from breaking the table or turning into HTML."""
-    return (
-        text.replace("\\", "\\\\")
-        .replace("|", "\\|")
-        .replace("<", "&lt;")
-        .replace(">", "&gt;")
-        .replace("\n", " ")
-    )
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
 
 
 def facts_table(grid: Grid) -> str:
@@ -47,10 +41,7 @@ def facts_table(grid: Grid) -> str:
             verdicts = [grid.cells[(py, sa), (pa, db)] for db in databases]
             if all(result is None for _, result in verdicts):
                 continue  # a combination the matrix does not define: not a support fact
-            marks = [
-                f"⚠️ partial {v.works} of {v.ran}" if v.kind == "partial" else MARKS[v.kind]
-                for v, _ in verdicts
-            ]
+            marks = [f"⚠️ partial {v.works} of {v.ran}" if v.kind == "partial" else MARKS[v.kind] for v, _ in verdicts]
             lines.append(f"| {_md(py)} | {_md(sa)} | {_md(pa)} | " + " | ".join(marks) + " |")
     return "\n".join(lines)
 
@@ -65,9 +56,7 @@ def versions_tested(run: Run, subject: str) -> str:
         for db in result.databases:
             if db.server_version:
                 found.setdefault(f"server:{db.name}", set()).add(db.server_version)
-    parts = [
-        f"{pretty} {', '.join(sorted(found[key], key=natural_key))}" for key, pretty in LISTED if key in found
-    ]
+    parts = [f"{pretty} {', '.join(sorted(found[key], key=natural_key))}" for key, pretty in LISTED if key in found]
     servers = [
         f"{key[7:]} {', '.join(sorted(values, key=natural_key))}"
         for key, values in found.items()  # first-seen order: the order of axes.toml

@@ -19,6 +19,9 @@
     pytest_asyncio: (e) => e.r.cell.pytest_asyncio, verdict: (e) => e.s.verdict,
   };
 
+  // The data stores each scenario's "checks" sentence once (see reports/model.py to_data).
+  const checksOf = (s) => s.checks || DATA.checks[s.id] || "";
+
   function el(tag, text, attrs) {
     const node = document.createElement(tag);
     if (text !== undefined && text !== null) node.textContent = String(text);
@@ -61,7 +64,7 @@
     }
     const q = (params.get("q") || "").toLowerCase();
     if (!q) return true;
-    const hay = [e.s.id, e.s.category, e.s.checks, e.s.message, e.s.exception, e.s.database, e.s.driver, e.r.cell.id,
+    const hay = [e.s.id, e.s.category, checksOf(e.s), e.s.message, e.s.exception, e.s.database, e.s.driver, e.r.cell.id,
       e.r.subject.name, e.s.outcome].join("\n").toLowerCase();
     return hay.includes(q);
   }
@@ -71,7 +74,8 @@
     table.replaceChildren();
     const shown = entries.filter((e) => matches(e, params));
     const allSubjects = !params.get("subject");
-    const colKey = (e) => [e.r.cell.id, e.s.database, e.s.driver, allSubjects ? e.r.subject.name : ""].join(" · ");
+    const colKey = (e) =>
+      [e.r.cell.id, e.s.database, e.s.driver, ...(allSubjects ? [e.r.subject.name] : [])].join(" · ");
     let columns = [...new Set(shown.map(colKey))].sort(natural);
     // Rows are scenario ids, grouped by category (ids are unique across categories).
     const category = new Map(shown.map((e) => [e.s.id, e.s.category]));
@@ -102,7 +106,8 @@
         if (!e) { tr.append(el("td", "", { class: "empty" })); continue; }
         const td = el("td", SYMBOLS[e.s.verdict] || "?", {
           class: "v-" + e.s.verdict, tabindex: 0, "data-verdict": e.s.verdict, "data-cell": e.r.cell.id,
-          "data-subject": e.r.subject.name, "data-database": e.s.database, "data-scenario": e.s.id,
+          "data-subject": e.r.subject.name, "data-database": e.s.database, "data-driver": e.s.driver,
+          "data-scenario": e.s.id,
           title: `${e.s.verdict}: ${e.s.outcome}` + (e.s.message ? ` — ${e.s.message.slice(0, 300)}` : ""),
           "aria-label": `${row} in ${c}: ${e.s.verdict}`,
         });
@@ -125,7 +130,8 @@
       const r = el("tr");
       for (const cell of row) {
         const td = el("td");
-        if (cell instanceof Node) td.append(cell); else td.textContent = cell === null ? "—" : String(cell);
+        if (cell instanceof Node) td.append(cell);
+        else td.textContent = cell === null || cell === undefined ? "—" : String(cell);
         r.append(td);
       }
       body.append(r);
@@ -141,6 +147,7 @@
     const subject = params.get("subject") || PLUGIN;
     const database = params.get("database");
     const focus = params.get("scenario");
+    const focusAt = params.get("at");
     const result = DATA.results.find((r) => r.cell.id === cellId && r.subject.name === subject);
     const body = document.getElementById("dd-body");
     body.replaceChildren();
@@ -174,13 +181,19 @@
           trace.append(el("summary", "traceback"), el("pre", s.traceback));
         }
         const duration = typeof s.duration === "number" ? s.duration.toFixed(3) + " s" : null;
-        return [s.id, s.category, `${s.database} / ${s.driver}`, s.expected, s.outcome, s.exception, verdict,
+        const name = el("span", s.id);
+        name.append(el("small", checksOf(s), { class: "reason" }));
+        return [name, s.category, `${s.database} / ${s.driver}`, s.expected, s.outcome, s.exception, verdict,
           duration, message, trace];
       });
       const t = table(["scenario", "category", "database / driver", "expected", "outcome", "exception", "verdict",
         "duration", "message", "traceback"], rows);
       t.id = "dd-scenarios";
-      scenarios.forEach((s, i) => { if (s.id === focus) t.tBodies[0].rows[i].classList.add("focus"); });
+      scenarios.forEach((s, i) => {
+        if (s.id === focus && (!focusAt || `${s.database}/${s.driver}` === focusAt)) {
+          t.tBodies[0].rows[i].classList.add("focus");
+        }
+      });
       body.append(t);
     }
     if (scroll) section.scrollIntoView();
@@ -196,13 +209,16 @@
   form.addEventListener("input", () => writeState(formToState(), false));
   document.getElementById("reset").addEventListener("click", () => writeState(new URLSearchParams(), false));
   document.getElementById("dd-close").addEventListener("click", () => {
-    const params = readState(); params.delete("cell"); params.delete("scenario"); writeState(params, false);
+    const params = readState();
+    for (const key of ["cell", "scenario", "at"]) params.delete(key);
+    writeState(params, false);
   });
   function openCell(td) {
     if (!td || !td.dataset.cell) return;
     const params = readState();
     params.set("cell", td.dataset.cell); params.set("subject", td.dataset.subject);
     params.set("scenario", td.dataset.scenario);
+    params.set("at", `${td.dataset.database}/${td.dataset.driver}`);
     writeState(params, true);
   }
   const heat = document.getElementById("heatmap-table");

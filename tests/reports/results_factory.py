@@ -64,9 +64,7 @@ class Spec:
         return (py, sa) in self.excluded or (subject == "pytest-green-light" and sa == "1.4")
 
 
-def scenario(
-    sid: str, category: str, db: str, driver: str, verdict: str, message: Optional[str] = None
-) -> dict:
+def scenario(sid: str, category: str, db: str, driver: str, verdict: str, message: Optional[str] = None) -> dict:
     outcome = {"works": "passed", "broken": "failed", "skipped": "skipped", "not-run": "not-run"}[verdict]
     broken = verdict == "broken"
     return {
@@ -81,9 +79,7 @@ def scenario(
         "verdict": verdict,
         "duration": 0.125,
         "message": message if message is not None else (MISSING_GREENLET if broken else None),
-        "traceback": f"Traceback (most recent call last):\n  ...\n{message or MISSING_GREENLET}"
-        if broken
-        else None,
+        "traceback": f"Traceback (most recent call last):\n  ...\n{message or MISSING_GREENLET}" if broken else None,
     }
 
 

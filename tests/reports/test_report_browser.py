@@ -1,8 +1,8 @@
 """The built report in a real browser: Playwright drives Debian's chromium headless, from a file on disk.
 
 It checks what a reader does: the overview grid, the heatmap filters and their URL state, the drill-down, the
-history, the data download, and that an XSS probe in a failure message stays text. A screenshot of the report is
-saved to build/report/ for the README.
+history, the data download, and that an XSS probe in a failure message stays text. A screenshot of the
+report is saved to build/report/ for the README.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -69,9 +70,7 @@ def page(browser: Any) -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def fabricated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("browser")
-    fabricate_run(
-        base / "prev", Spec(run_id="prev", sqlalchemy_patch={"1.4": "1.4.54", "2.1": "2.1.9"}, breaks=())
-    )
+    fabricate_run(base / "prev", Spec(run_id="prev", sqlalchemy_patch={"1.4": "1.4.54", "2.1": "2.1.9"}, breaks=()))
     fabricate_run(base / "cur")
     return build(base / "cur", base / "out", previous=base / "prev", docs=None).index
 
@@ -123,9 +122,9 @@ def test_grid_filters_drilldown_history_download(page: Any, fabricated: Path, tm
     assert page.locator("#dd-title").inner_text() == "py3.12-sa2.1-pa1 · greenlight"
     assert "sqlalchemy\t2.1.10" in page.locator("#dd-versions").inner_text()
     assert "17.2" in page.locator("#dd-databases").inner_text()
-    focus = page.locator("#dd-scenarios tr.focus")
-    assert focus.count() == 2  # the scenario on both PostgreSQL drivers, one of them broken
-    row = page.locator("#dd-scenarios tbody tr", has_text="✗ broken")
+    row = page.locator("#dd-scenarios tr.focus")  # the clicked scenario, on the clicked database and driver
+    assert row.count() == 1
+    assert "✗ broken" in row.inner_text()
     assert "0.125 s" in row.inner_text()
     trace = row.locator("details pre")
     assert not trace.is_visible()
@@ -145,7 +144,7 @@ def test_grid_filters_drilldown_history_download(page: Any, fabricated: Path, tm
     saved = tmp_path / "data.json"
     download.value.save_as(saved)
     data = json.loads(saved.read_text(encoding="utf-8"))
-    assert len(data["results"]) == len(list((fabricated.parent.parent / "cur").glob("*.json")))
+    assert len(data["results"]) == len(list((fabricated.parent.parent / "cur").glob("*__*.json")))
 
 
 def test_xss_probe_in_a_message_stays_text(page: Any, fabricated: Path) -> None:
@@ -155,7 +154,7 @@ def test_xss_probe_in_a_message_stays_text(page: Any, fabricated: Path) -> None:
     shown = message.inner_text()
     assert shown.startswith("<script>window.__xss = 1</script><img src=x onerror=")
     assert shown.endswith("red")  # the ANSI colour codes are gone, the word stays
-    assert XSS != shown
+    assert shown != XSS
     assert page.evaluate("window.__xss") is None
     assert page.locator("#drilldown img").count() == 0
     page.fill("#filters input[name=q]", "__xss")  # searching for it renders it in titles too: still inert
@@ -164,13 +163,29 @@ def test_xss_probe_in_a_message_stays_text(page: Any, fabricated: Path) -> None:
     assert page.evaluate("window.__xss") is None
 
 
-def test_screenshot_of_the_report(page: Any, fabricated: Path) -> None:
-    """Real matrix results when there are any (for the README), else the fabricated run."""
-    index = fabricated
-    if any(REAL_RESULTS.glob("*.json")):
-        index = build(REAL_RESULTS, fabricated.parent.parent / "real", docs=None).index
+def test_real_results_and_screenshot(page: Any, fabricated: Path, tmp_path: Path) -> None:
+    """Real matrix results when there are any (and the README screenshot of them), else the fabricated run."""
+    results = fabricated.parent.parent / "cur"
+    if any(REAL_RESULTS.glob("*__*.json")):
+        results = tmp_path / "real"  # a snapshot: a running matrix may add files meanwhile
+        results.mkdir()
+        for path in REAL_RESULTS.glob("*__*.json"):
+            shutil.copyfile(path, results / path.name)
+    index = build(results, tmp_path / "out", docs=None).index
+    files = [json.loads(p.read_text(encoding="utf-8")) for p in results.glob("*__*.json")]
+    plugin = [f for f in files if f["subject"]["name"] == "greenlight" and f["status"] == "completed"]
     page.goto(index.as_uri())
-    assert page.locator("table.grid td").count() > 0
+
+    # The heatmap shows every scenario the plugin ran; a grid link opens the drill-down with the exact versions.
+    assert sorted(heat_rows(page)) == sorted({s["id"] for f in plugin for s in f["scenarios"]})
+    first = plugin[0]
+    page.locator(f'table.grid[data-subject="greenlight"] a[href*="cell={first["cell"]["id"]}&"]').first.click()
+    assert page.locator("#drilldown").is_visible()
+    versions = page.locator("#dd-versions").inner_text()
+    assert all(f"{name}\t{version}" in versions for name, version in first["versions"].items())
+    (database,) = parse_qs(urlparse(page.url).fragment)["database"]
+    assert page.locator("#dd-scenarios tbody tr").count() == sum(s["database"] == database for s in first["scenarios"])
+    page.goto(index.as_uri())
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "screenshot.png"), full_page=False)
     assert (SCREENSHOTS / "screenshot.png").stat().st_size > 10_000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -53,7 +54,7 @@ class GridCells(HTMLParser):
 
 def expected_kinds(results: Path, subject: str) -> Counter[str]:
     """The verdict rules of SCHEMA.md, written out again here straight from the raw files."""
-    files = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(results.glob("*.json"))]
+    files = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(results.glob("*__*.json"))]
     databases = list(dict.fromkeys(d["name"] for f in files for d in f["databases"]))
     axes = [sorted({f["cell"][k] for f in files}) for k in ("python", "sqlalchemy", "pytest_asyncio")]
     mine = {(f["cell"]["python"], f["cell"]["sqlalchemy"], f["cell"]["pytest_asyncio"]): f for f in files
@@ -78,9 +79,7 @@ def expected_kinds(results: Path, subject: str) -> Counter[str]:
 
 
 def test_cli_builds_everything_and_history_from_a_folder(tmp_path: Path) -> None:
-    fabricate_run(
-        tmp_path / "prev", Spec(run_id="prev", sqlalchemy_patch={"1.4": "1.4.54", "2.1": "2.1.9"}, breaks=())
-    )
+    fabricate_run(tmp_path / "prev", Spec(run_id="prev", sqlalchemy_patch={"1.4": "1.4.54", "2.1": "2.1.9"}, breaks=()))
     fabricate_run(tmp_path / "cur")
     out = tmp_path / "report"
     docs = tmp_path / "compatibility.md"
@@ -100,15 +99,10 @@ def test_cli_builds_everything_and_history_from_a_folder(tmp_path: Path) -> None
 
 
 def test_history_from_a_published_report(tmp_path: Path) -> None:
-    fabricate_run(
-        tmp_path / "prev", Spec(run_id="prev", sqlalchemy_patch={"1.4": "1.4.54", "2.1": "2.1.9"}, breaks=())
-    )
+    fabricate_run(tmp_path / "prev", Spec(run_id="prev", sqlalchemy_patch={"1.4": "1.4.54", "2.1": "2.1.9"}, breaks=()))
     fabricate_run(tmp_path / "cur")
     assert (
-        run_cli(
-            "--results", str(tmp_path / "prev"), "--out", str(tmp_path / "published"), "--no-docs"
-        ).returncode
-        == 0
+        run_cli("--results", str(tmp_path / "prev"), "--out", str(tmp_path / "published"), "--no-docs").returncode == 0
     )
     # Only the published page survives from last night; the results folder is gone.
     for path in (tmp_path / "prev").iterdir():
@@ -144,16 +138,20 @@ def test_missing_results_folder_is_an_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize("source", ["fabricated", "real"])
 def test_grid_numbers_agree_with_the_results_files(tmp_path: Path, source: str) -> None:
     if source == "real":
-        if not any(REAL_RESULTS.glob("*.json")):
+        if not any(REAL_RESULTS.glob("*__*.json")):
             pytest.skip("no build/results from `nox -s matrix` on this machine")
-        results = REAL_RESULTS
+        # A snapshot, so a matrix run writing more files meanwhile cannot make the two sides differ.
+        results = tmp_path / "results"
+        results.mkdir()
+        for path in REAL_RESULTS.glob("*__*.json"):
+            shutil.copyfile(path, results / path.name)
     else:
         results = tmp_path / "results"
         fabricate_run(results)
     assert run_cli("--results", str(results), "--out", str(tmp_path / "out"), "--no-docs").returncode == 0
     parser = GridCells()
     parser.feed((tmp_path / "out" / "index.html").read_text(encoding="utf-8"))
-    subjects = {json.loads(p.read_text(encoding="utf-8"))["subject"]["name"] for p in results.glob("*.json")}
+    subjects = {json.loads(p.read_text(encoding="utf-8"))["subject"]["name"] for p in results.glob("*__*.json")}
     assert set(parser.kinds) == subjects
     for subject in subjects:
         assert parser.kinds[subject] == expected_kinds(results, subject), subject

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from reports.model import (
     build_grid,
     cell_verdict,
     compare_subjects,
+    diff_grids,
     diff_runs,
     from_data,
     load_results,
@@ -90,9 +93,7 @@ def test_subject_comparison_finds_fixes_and_the_regression(tmp_path: Path) -> No
     spec = fabricate_run(tmp_path)
     comparisons = compare_subjects(load_results(tmp_path))
     regressions = [
-        (c.cell_id, "greenlight", c.database, c.driver, c.scenario)
-        for c in comparisons
-        if c.kind == "regression"
+        (c.cell_id, "greenlight", c.database, c.driver, c.scenario) for c in comparisons if c.kind == "regression"
     ]
     assert regressions == list(spec.breaks)
     # Every scenario that fails without a plugin is fixed wherever both ran.
@@ -110,9 +111,7 @@ def test_subject_comparison_finds_fixes_and_the_regression(tmp_path: Path) -> No
 
 
 def test_history_attributes_changes_to_package_versions(tmp_path: Path) -> None:
-    fabricate_run(
-        tmp_path / "prev", Spec(run_id="prev", sqlalchemy_patch={"1.4": "1.4.54", "2.1": "2.1.9"}, breaks=())
-    )
+    fabricate_run(tmp_path / "prev", Spec(run_id="prev", sqlalchemy_patch={"1.4": "1.4.54", "2.1": "2.1.9"}, breaks=()))
     spec = fabricate_run(tmp_path / "cur")
     changes = diff_runs(load_results(tmp_path / "cur"), load_results(tmp_path / "prev"))
     assert [(c.kind, c.cell_id, c.subject, c.database, c.driver, c.scenario) for c in changes] == [
@@ -187,9 +186,7 @@ def test_invalid_utf8_bytes_do_not_lose_the_file(tmp_path: Path) -> None:
     (tmp_path / "py3.12-sa2.1-pa1__greenlight.json").write_bytes(raw)
     run = load_results(tmp_path)
     assert run.problems == ()
-    assert (
-        run.results[0].scenarios[0].message == "bad \N{REPLACEMENT CHARACTER}\N{REPLACEMENT CHARACTER} bytes"
-    )
+    assert run.results[0].scenarios[0].message == "bad \N{REPLACEMENT CHARACTER}\N{REPLACEMENT CHARACTER} bytes"
 
 
 def test_data_round_trips_for_history(tmp_path: Path) -> None:
@@ -205,3 +202,50 @@ def test_rows_are_in_version_order(tmp_path: Path) -> None:
     write(tmp_path, result(Spec(), "3.10", "1.4", "1", "greenlight"))
     rows = list(build_grid(load_results(tmp_path), "greenlight").rows)
     assert rows.index(("3.9", "1.4")) < rows.index(("3.10", "1.4")) < rows.index(("3.12", "1.4"))
+
+
+def test_a_crashed_run_keeps_what_finished_and_says_so(tmp_path: Path) -> None:
+    data = result(Spec(), "3.12", "2.1", "1", "greenlight")
+    finished = [s for s in data["scenarios"] if s["database"] == "sqlite"][:2]
+    data.update(status="crashed", reason="SIGTERM during the run", scenarios=finished)
+    data.pop("summary")
+    write(tmp_path, data)
+    run = load_results(tmp_path)
+    sqlite = cell_verdict(run.results[0], "sqlite")
+    assert (sqlite.kind, sqlite.ran) == ("works", 2)
+    assert sqlite.reason == "crashed: SIGTERM during the run"
+    postgres = cell_verdict(run.results[0], "postgresql-17")
+    assert (postgres.kind, postgres.reason) == ("not-run", "crashed: SIGTERM during the run")
+
+
+@pytest.mark.parametrize("status", ["install-failed", "interpreter-missing", "infra-error"])
+def test_a_cell_that_never_ran_is_not_run_with_its_reason(tmp_path: Path, status: str) -> None:
+    data = result(Spec(), "3.12", "2.1", "1", "greenlight")
+    data.update(status=status, reason=f"why: {status}", versions={}, databases=[], scenarios=[])
+    write(tmp_path, data)
+    verdict = cell_verdict(load_results(tmp_path).results[0], "sqlite")
+    assert (verdict.kind, verdict.reason) == ("not-run", f"{status}: why: {status}")
+
+
+def test_grid_cells_whose_verdict_changed(tmp_path: Path) -> None:
+    fabricate_run(tmp_path / "prev", Spec(run_id="prev", sqlalchemy_patch={"1.4": "1.4.54", "2.1": "2.1.9"}))
+    fabricate_run(tmp_path / "cur", Spec(breaks=(), unavailable=(("py3.12-sa1.4-pa1", "postgresql-17"),)))
+    changes = diff_grids(
+        build_grid(load_results(tmp_path / "cur"), "greenlight"),
+        build_grid(load_results(tmp_path / "prev"), "greenlight"),
+    )
+    assert [(c.cell_id, c.database, c.before, c.after) for c in changes] == [
+        ("py3.9-sa1.4-pa0.21", "postgresql-17", "not-run", "works"),
+        ("py3.12-sa1.4-pa1", "postgresql-17", "works", "not-run"),
+        ("py3.12-sa2.1-pa1", "postgresql-17", "partial 9 of 10", "works"),
+    ]
+    assert changes[1].cause == "no Docker engine and GREENLIGHT_POSTGRES_URL unset (no package version change)"
+    assert changes[2].cause == "SQLAlchemy went 2.1.9 → 2.1.10"
+
+
+def test_other_json_files_in_the_folder_are_not_results(tmp_path: Path) -> None:
+    spec = fabricate_run(tmp_path)
+    (tmp_path / "state.json").write_text("{}", encoding="utf-8")
+    run = load_results(tmp_path)
+    assert run.problems == ()
+    assert len(run.results) == len(spec.cells()) * len(SUBJECTS)

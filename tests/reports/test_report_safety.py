@@ -9,7 +9,8 @@ from urllib.parse import quote
 
 from reports.build import build
 from reports.html import extract_data
-from reports.model import MESSAGE_CAP, clean_text, load_results
+from reports.model import load_results
+from reports.safe import MESSAGE_CAP, clean_text
 from tests.reports.results_factory import PASSWORD, XSS, Spec, fabricate_run, result, write
 
 PROBE = "<script>alert('probe')</script>"
@@ -23,9 +24,7 @@ def hostile_run(directory: Path) -> None:
     data = result(Spec(), "3.12", "2.1", "1", "greenlight")
     first, second, third = data["scenarios"][:3]
     first.update(verdict="broken", outcome="failed", message="HUGE" + "x" * 10_000_000, traceback=XSS * 1000)
-    second.update(
-        verdict="broken", outcome="failed", message=f"could not connect to {URL}", traceback=RAW_URL
-    )
+    second.update(verdict="broken", outcome="failed", message=f"could not connect to {URL}", traceback=RAW_URL)
     third.update(id=PROBE, category=PROBE, message="MARK-INVALID")
     data["databases"][0]["reason"] = PROBE
     data["versions"]["<img src=x onerror=alert(1)>"] = PROBE

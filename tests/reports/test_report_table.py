@@ -46,9 +46,7 @@ def test_rewritten_only_when_facts_change(tmp_path: Path) -> None:
     first = docs.read_text(encoding="utf-8")
 
     # Same facts, new patch versions and run id: the file keeps its old text (and date).
-    fabricate_run(
-        tmp_path / "second", Spec(run_id="second", sqlalchemy_patch={"1.4": "1.4.55", "2.1": "2.1.11"})
-    )
+    fabricate_run(tmp_path / "second", Spec(run_id="second", sqlalchemy_patch={"1.4": "1.4.55", "2.1": "2.1.11"}))
     assert not build(tmp_path / "second", tmp_path / "out", docs=docs).docs_written
     assert docs.read_text(encoding="utf-8") == first
 
