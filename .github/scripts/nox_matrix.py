@@ -1,13 +1,13 @@
 """Turn ``nox -l --json -s matrix`` into GitHub Actions job data.
 
-The nightly workflow fans out one job per matrix cell and the CI smoke job runs only the newest cell; both read the
-cells from nox itself, so ``matrix/axes.toml`` stays the single definition and no workflow lists versions by hand.
+The nightly workflow fans out one job per matrix cell, the CI smoke job runs only the newest cell; both read
+the cells from nox itself, so ``matrix/axes.toml`` stays the single definition and no workflow lists versions.
 
     nox -l --json -s matrix > sessions.json
     python .github/scripts/nox_matrix.py plan   --input sessions.json   # -> matrix=<JSON>, count=<N>
     python .github/scripts/nox_matrix.py newest --input sessions.json   # -> session=<name>, python=<X.Y>
 
-Outputs are ``key=value`` lines appended to ``$GITHUB_OUTPUT`` when that is set (as on a runner), else printed.
+Outputs are ``key=value`` lines appended to ``$GITHUB_OUTPUT`` when that is set (on a runner), else printed.
 Standard library only: it runs on the runner's bare Python before anything is installed.
 """
 

@@ -1,4 +1,4 @@
-"""Workflow hygiene rules that actionlint and zizmor do not enforce, as plain functions over a parsed workflow.
+"""Workflow hygiene rules that actionlint and zizmor do not enforce, as functions over a parsed workflow.
 
 Each rule returns a list of human-readable problems (empty = fine), so a test can show all of them at once and
 another test can feed it a broken copy to prove the rule bites.
@@ -49,12 +49,12 @@ def inconsistent_pins(pins: Mapping[str, set[tuple[str, str]]]) -> list[str]:
     ]
 
 
-def jobs(workflow: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+def jobs(workflow: Mapping[Any, Any]) -> dict[str, Mapping[Any, Any]]:
     found = workflow.get("jobs")
     return dict(found) if isinstance(found, Mapping) else {}
 
 
-def triggers(workflow: Mapping[str, Any]) -> set[str]:
+def triggers(workflow: Mapping[Any, Any]) -> set[str]:
     """Event names; PyYAML (YAML 1.1) reads the key ``on`` as the boolean True."""
     on = workflow.get("on", workflow.get(True))
     if isinstance(on, str):
@@ -64,7 +64,7 @@ def triggers(workflow: Mapping[str, Any]) -> set[str]:
     return set()
 
 
-def missing_timeouts(workflow: Mapping[str, Any]) -> list[str]:
+def missing_timeouts(workflow: Mapping[Any, Any]) -> list[str]:
     """Every job needs ``timeout-minutes``: GitHub's default is 360, six hours of a hung runner."""
     return [
         f"job {name!r} has no timeout-minutes"
@@ -79,7 +79,7 @@ def _read_only(permissions: Any) -> bool:
     return isinstance(permissions, Mapping) and all(value in ("read", "none") for value in permissions.values())
 
 
-def permission_problems(workflow: Mapping[str, Any]) -> list[str]:
+def permission_problems(workflow: Mapping[Any, Any]) -> list[str]:
     """Least privilege: nothing (or read) at the top, and every job states exactly what it needs."""
     problems = []
     if "permissions" not in workflow:
@@ -94,7 +94,7 @@ def permission_problems(workflow: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def concurrency_problems(workflow: Mapping[str, Any]) -> list[str]:
+def concurrency_problems(workflow: Mapping[Any, Any]) -> list[str]:
     concurrency = workflow.get("concurrency")
     if isinstance(concurrency, str) and concurrency:
         return []
@@ -103,8 +103,8 @@ def concurrency_problems(workflow: Mapping[str, Any]) -> list[str]:
     return ["no top-level concurrency group: overlapping runs would race each other"]
 
 
-def checkout_problems(workflow: Mapping[str, Any]) -> list[str]:
-    """Checkouts keep no token in .git/config, where any later step (or an uploaded artifact) could read it."""
+def checkout_problems(workflow: Mapping[Any, Any]) -> list[str]:
+    """Checkouts keep no token in .git/config, where a later step (or an uploaded artifact) could read it."""
     problems = []
     for name, job in jobs(workflow).items():
         for index, step in enumerate(job.get("steps") or []):
@@ -115,7 +115,7 @@ def checkout_problems(workflow: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def all_problems(workflow: Mapping[str, Any], text: str) -> list[str]:
+def all_problems(workflow: Mapping[Any, Any], text: str) -> list[str]:
     pin_problems, _ = pinned_actions(text)
     return [
         *pin_problems,

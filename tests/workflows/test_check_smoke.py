@@ -1,7 +1,7 @@
 """``.github/scripts/check_smoke.py``: a smoke run passes only when every database of axes.toml really ran.
 
-The results files are written in the shape of ``reports/SCHEMA.md`` for the databases the real axes.toml declares,
-then spoiled one way at a time (a not-run database, a crashed cell, a missing driver, ...).
+The results files are written in the shape of ``reports/SCHEMA.md`` for the databases the real axes.toml
+declares, then spoiled one way at a time (a not-run database, a crashed cell, a missing driver, ...).
 """
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ def results_file(subject: str = "greenlight") -> dict[str, Any]:
     }
 
 
-def check(folder: Path, *files: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+def check(folder: Path, *files: dict[str, Any], accept: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     folder.mkdir(parents=True, exist_ok=True)
     for index, data in enumerate(files):
         (folder / f"cell{index}__{data['subject']['name']}.json").write_text(json.dumps(data), encoding="utf-8")
     return subprocess.run(
-        [sys.executable, str(SCRIPT), "--results", str(folder)],
+        [sys.executable, str(SCRIPT), "--results", str(folder), *(f"--accept-status={a}" for a in accept)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -108,3 +108,14 @@ def test_no_results_at_all_fails(tmp_path: Path) -> None:
     result = check(tmp_path / "empty")
     assert result.returncode == 1
     assert "wrote nothing" in result.stderr
+
+
+@pytest.mark.parametrize("status", ["install-failed", "crashed"])
+def test_the_nightly_accepts_findings_but_not_infrastructure_faults(tmp_path: Path, status: str) -> None:
+    """A cell that cannot be installed is a finding; a database that was not there still fails the nightly."""
+    finding = {**results_file("none"), "status": status, "reason": "x", "databases": [], "scenarios": []}
+    assert check(tmp_path / "strict", results_file(), finding).returncode == 1
+    assert check(tmp_path / "nightly", results_file(), finding, accept=(status,)).returncode == 0
+    missing = results_file("none")
+    _database_not_run(missing)
+    assert check(tmp_path / "infra", missing, accept=("install-failed", "crashed")).returncode == 1

@@ -19,7 +19,7 @@ from matrix import axes
 from tests.workflows.tools import GITHUB, ROOT, load_script, nox_command, run
 
 SCRIPT = GITHUB / "scripts" / "nox_matrix.py"
-# upload-artifact refuses these in names (and CR/LF); see actions/upload-artifact's path-and-artifact-name rules.
+# upload-artifact refuses these characters in artifact names.
 FORBIDDEN_IN_ARTIFACT_NAMES = set('":<>|*?\\/\r\n')
 
 nox_matrix = load_script("nox_matrix")
@@ -47,7 +47,7 @@ def script(command: str, stdin: str, tmp_path: Path) -> tuple[subprocess.Complet
         check=False,
     )
     pairs = [line.split("=", 1) for line in output.read_text(encoding="utf-8").splitlines()]
-    return result, {key: value for key, value in pairs}
+    return result, dict(pairs)
 
 
 def test_plan_has_one_job_per_cell(listing: str, tmp_path: Path) -> None:
@@ -55,8 +55,8 @@ def test_plan_has_one_job_per_cell(listing: str, tmp_path: Path) -> None:
     result, outputs = script("plan", listing, tmp_path)
     assert result.returncode == 0, result.stderr
     jobs: list[dict[str, Any]] = json.loads(outputs["matrix"])["include"]
-    assert int(outputs["count"]) == len(jobs) == len(matrix.pythons) * len(matrix.sqlalchemy) * len(
-        matrix.pytest_asyncio
+    assert (
+        int(outputs["count"]) == len(jobs) == len(matrix.pythons) * len(matrix.sqlalchemy) * len(matrix.pytest_asyncio)
     )
     assert {job["python"] for job in jobs} == set(matrix.pythons)
     assert len({job["session"] for job in jobs}) == len(jobs)
@@ -68,7 +68,7 @@ def test_plan_has_one_job_per_cell(listing: str, tmp_path: Path) -> None:
 
 
 def test_every_planned_session_is_accepted_by_nox(listing: str, tmp_path: Path) -> None:
-    """The session names travel through JSON, $GITHUB_OUTPUT and a shell variable; nox must still know them."""
+    """Session names travel through JSON, $GITHUB_OUTPUT and a shell variable; nox must still know them."""
     _, outputs = script("plan", listing, tmp_path)
     jobs = json.loads(outputs["matrix"])["include"]
     sample = [jobs[0]["session"], jobs[-1]["session"]]
@@ -102,7 +102,9 @@ def test_version_order_is_numeric() -> None:
         pytest.param("nox > Error while collecting sessions", "did not print JSON", id="not-json"),
         pytest.param('{"session": "matrix"}', "expected a list", id="not-a-list"),
         pytest.param(
-            json.dumps([{"session": "matrix", "python": None, "call_spec": {}}]), "no single Python", id="no-python"
+            json.dumps([{"session": "matrix", "python": None, "call_spec": {}}]),
+            "no single Python",
+            id="no-python",
         ),
         pytest.param(
             json.dumps([{"session": f"m-{i}", "python": "3.12", "call_spec": {}} for i in range(257)]),
@@ -124,7 +126,7 @@ def test_bad_listings_fail_with_the_reason(stdin: str, message: str, tmp_path: P
 
 
 def test_a_matrix_session_without_python_fails_the_plan(tmp_path: Path) -> None:
-    """Real nox on a noxfile whose matrix session has no interpreter of its own (as when axes.toml is invalid)."""
+    """Real nox on a noxfile whose matrix session has no interpreter (as when axes.toml is invalid)."""
     (tmp_path / "noxfile.py").write_text(
         textwrap.dedent(
             '''

@@ -1,4 +1,4 @@
-"""Where the workflow tools are and how to run them: actionlint, shellcheck, zizmor, nox, the .github scripts."""
+"""Where the workflow tools are and how to run them: actionlint, shellcheck, zizmor, nox, .github/scripts."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -39,11 +38,14 @@ def nox_command() -> list[str]:
 def run(command: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     # No token reaches the tools: zizmor would otherwise try online audits with it.
     env = {k: v for k, v in os.environ.items() if k not in ("GH_TOKEN", "GITHUB_TOKEN", "ZIZMOR_GITHUB_TOKEN")}
+    # nox lists sessions with the packages of this environment instead of building its script-mode
+    # environment from the noxfile's PEP 723 block (`nox -s tests` sets this for its children anyway).
+    env["NOX_SCRIPT_MODE"] = "none"
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def actionlint(root: Path) -> list[dict[str, Any]]:
-    """actionlint's errors for every workflow under ``root/.github/workflows`` (shellcheck on, pyflakes off)."""
+    """actionlint's errors for every workflow in ``root/.github/workflows`` (shellcheck on, pyflakes off)."""
     files = [str(p.relative_to(root)) for p in sorted((root / ".github" / "workflows").glob("*.yml"))]
     assert files, f"no workflows under {root}"
     result = run(
@@ -68,7 +70,16 @@ def actionlint(root: Path) -> list[dict[str, Any]]:
 def zizmor(root: Path) -> list[dict[str, Any]]:
     """zizmor's findings for ``root/.github`` at the strictest persona, without network access."""
     result = run(
-        [find_tool("zizmor"), "--offline", "--persona", "auditor", "--format", "json", "--no-progress", ".github"],
+        [
+            find_tool("zizmor"),
+            "--offline",
+            "--persona",
+            "auditor",
+            "--format",
+            "json",
+            "--no-progress",
+            ".github",
+        ],
         cwd=root,
     )
     # 0 = clean, 10-14 = findings by severity; 1/2 = zizmor itself failed (bad input, crash).
@@ -83,7 +94,8 @@ def load_script(name: str) -> ModuleType:
     """Import ``.github/scripts/<name>.py`` (not a package: the workflows run it as a plain file)."""
     path = GITHUB / "scripts" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"_gh_{name}", path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
