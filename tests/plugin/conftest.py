@@ -43,23 +43,28 @@ class Address(Base):
     id = Column(Integer, primary_key=True)
     user_id = Column(ForeignKey("gl_users_" + SUFFIX + ".id"))
     email = Column(String(50), default="a@example.invalid")
-"""
 
-# A conftest for the inner runs: `session` is an AsyncSession on fresh tables, with one user who has one address.
-INNER_CONFTEST = """
-import pytest_asyncio
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
-from models import URL, Address, Base, User
-
-@pytest_asyncio.fixture
-async def engine():
-    engine = create_async_engine(URL)
+async def fresh_tables(engine):
+    # Recreate the tables with one user who has one address: every inner fixture starts from this.
+    from sqlalchemy.ext.asyncio import AsyncSession
     async with engine.begin() as conn:
         await conn.run_sync(Base.metadata.drop_all)
         await conn.run_sync(Base.metadata.create_all)
     async with AsyncSession(engine) as session:
         session.add(User(id=1, name="alice", addresses=[Address()]))
         await session.commit()
+"""
+
+# A conftest for the inner runs: `session` is an AsyncSession on fresh tables, with one user who has one address.
+INNER_CONFTEST = """
+import pytest_asyncio
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from models import URL, Base, fresh_tables
+
+@pytest_asyncio.fixture
+async def engine():
+    engine = create_async_engine(URL)
+    await fresh_tables(engine)
     yield engine
     async with engine.begin() as conn:
         await conn.run_sync(Base.metadata.drop_all)

@@ -31,17 +31,13 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
-from models import URL, Base, User, Address
+from models import URL, User, fresh_tables
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def module_session():
     engine = create_async_engine(URL)
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.drop_all)
-        await conn.run_sync(Base.metadata.create_all)
+    await fresh_tables(engine)
     async with AsyncSession(engine) as session:
-        session.add(User(id=1, name="alice", addresses=[Address()]))
-        await session.commit()
         yield session
     await engine.dispose()
 
@@ -68,7 +64,7 @@ ANYIO = """
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
-from models import URL, Base, User, Address
+from models import URL, User, fresh_tables
 
 @pytest.fixture
 def anyio_backend():
@@ -77,12 +73,8 @@ def anyio_backend():
 @pytest.fixture
 async def anyio_session(anyio_backend):
     engine = create_async_engine(URL)
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.drop_all)
-        await conn.run_sync(Base.metadata.create_all)
+    await fresh_tables(engine)
     async with AsyncSession(engine) as session:
-        session.add(User(id=1, name="alice", addresses=[Address()]))
-        await session.commit()
         yield session
     await engine.dispose()
 
