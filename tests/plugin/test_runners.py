@@ -134,3 +134,25 @@ def test_missing_greenlet_is_a_clear_usage_error(runner: Runner) -> None:
     result = runner.pytester.runpytest_subprocess("-p", "pytest_greenlight.hooks")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*needs the 'greenlet' package*", "*pip install 'sqlalchemy?asyncio?'*"])
+
+
+TRIO = """
+import pytest
+from pytest_greenlight import in_portal
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request):
+    return request.param
+
+@pytest.mark.anyio
+async def test_backend(anyio_backend):
+    # The portal serves asyncio only; trio's run is left exactly as it was.
+    assert in_portal() is (anyio_backend == "asyncio")
+"""
+
+
+def test_trio_backend_is_left_untouched(runner: Runner) -> None:
+    pytest.importorskip("trio")
+    runner.run(TRIO).assert_outcomes(passed=2)
+    # Without the plugin the asyncio case is not in a portal: the same file fails once, which shows the check bites.
+    runner.run(TRIO, plugin=False).assert_outcomes(passed=1, failed=1)
