@@ -1,7 +1,7 @@
-"""Offline database images for machines with no registry: testcontainers-compatible, built from Debian packages.
+"""Offline database images for machines with no registry: testcontainers-compatible, from Debian packages.
 
-``nox -s images`` (or ``python -m matrix.images``) builds them; ``matrix/axes.toml`` maps databases to them with
-``offline_image``. See :mod:`matrix.images.recipes` for what each holds and :mod:`matrix.images.build` for how.
+``nox -s images`` (or ``python -m matrix.images``) builds them; ``matrix/axes.toml`` maps databases to them
+with ``offline_image``. :mod:`matrix.images.recipes` says what each holds, :mod:`matrix.images.build` how.
 """
 
 from matrix.images.build import BuildResult, ImageBuildError, build_all

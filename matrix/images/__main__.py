@@ -14,9 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m matrix.images", description=__doc__)
     parser.add_argument("--force", action="store_true", help="rebuild even when the image is up to date")
-    parser.add_argument(
-        "--only", action="append", metavar="NAME", help=f"one of: {', '.join(r.slug for r in RECIPES)}"
-    )
+    parser.add_argument("--only", action="append", metavar="NAME", help=f"one of: {', '.join(r.slug for r in RECIPES)}")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "build" / "images")
     args = parser.parse_args(argv)
     try:

@@ -1,21 +1,24 @@
-"""Build the offline images: `debootstrap --variant=minbase` a Debian root filesystem, then `tar | docker import`.
+"""Build the offline images: `debootstrap --variant=minbase` a Debian root file system, `tar | docker import`.
 
 No registry is needed, only a Debian mirror (``GREENLIGHT_DEBIAN_MIRROR``, default deb.debian.org) and root.
-Both expensive steps are cached under ``cache_dir``: the debootstrap output per recipe (re-used until its package
-list changes) and the downloaded .deb files; an image whose ``greenlight.recipe`` label matches the recipe is not
-touched at all. A lock makes concurrent builds (two CI jobs, `nox -j`) wait for each other instead of colliding.
+Both expensive steps are cached under ``cache_dir``: the debootstrap output per recipe (re-used until its
+package list changes) and the downloaded .deb files; an image whose ``greenlight.recipe`` label matches the
+recipe is not touched at all. A lock makes concurrent builds (two CI jobs) wait for each other, not collide.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Optional
 
 from matrix.images.recipes import COMMON_PRUNE, ENTRYPOINT_PATH, ENTRYPOINTS, RECIPES, SUITE, Recipe
 
@@ -61,8 +64,6 @@ def build_all(
     log: Log = print,
 ) -> list[BuildResult]:
     """Build every recipe (or those whose image or slug is in ``only``) that is missing or out of date."""
-    from filelock import FileLock
-
     wanted = set(only) if only is not None else None
     recipes = [r for r in RECIPES if wanted is None or r.image in wanted or r.slug in wanted]
     if wanted is not None and len(recipes) != len(wanted):
@@ -72,13 +73,18 @@ def build_all(
     _check_tools()
     cache_dir = cache_dir.resolve()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    results = []
-    with FileLock(str(cache_dir / "build.lock")):
-        for recipe in recipes:
-            result = build_one(recipe, cache_dir, force=force, mirror=mirror, log=log)
-            log(result.describe())
-            results.append(result)
-    return results
+
+    def one(recipe: Recipe) -> BuildResult:
+        result = build_one(recipe, cache_dir, force=force, mirror=mirror, log=log)
+        log(result.describe())
+        return result
+
+    # fcntl rather than filelock: .ci/docker.sh runs this with any python3, before any environment exists.
+    with open(cache_dir / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        # In parallel: dpkg spends much of a debootstrap waiting on the disk, so two overlap well.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(recipes))) as pool:
+            return list(pool.map(one, recipes))
 
 
 def build_one(recipe: Recipe, cache_dir: Path, *, force: bool, mirror: str, log: Log) -> BuildResult:
@@ -93,7 +99,11 @@ def build_one(recipe: Recipe, cache_dir: Path, *, force: bool, mirror: str, log:
     entrypoint.chmod(0o755)
     log(f"{recipe.image}: importing {rootfs} into Docker")
     import_start = time.perf_counter()
+    previous = _image_id(recipe.image)
     _import(rootfs, recipe.image, (*recipe.changes, f"LABEL {LABEL}={key}"))
+    if previous and previous != _image_id(recipe.image):
+        # The replaced image is now untagged; remove it unless a container still uses it (then docker refuses).
+        subprocess.run(["docker", "image", "rm", previous], capture_output=True, check=False)
     now = time.perf_counter()
     return BuildResult(recipe.image, "built", now - start, debootstrap_seconds, now - import_start)
 
@@ -114,11 +124,19 @@ def image_label(image: str) -> Optional[str]:
     return labels.get(LABEL)
 
 
+def _image_id(image: str) -> Optional[str]:
+    done = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", image], capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
 def _check_tools() -> None:
     missing = [tool for tool in ("debootstrap", "docker", "tar") if shutil.which(tool) is None]
     if missing:
         raise ImageBuildError(
-            f"missing tools: {', '.join(missing)} (Debian: apt-get install debootstrap docker.io; see .ci/docker.sh)"
+            f"missing tools: {', '.join(missing)} "
+            "(Debian: apt-get install debootstrap docker.io; .ci/docker.sh does it)"
         )
     if os.geteuid() != 0:
         raise ImageBuildError("debootstrap needs root: run `nox -s images` as root (CI does, via .ci/docker.sh)")
@@ -138,7 +156,7 @@ def _rootfs(recipe: Recipe, cache_dir: Path, mirror: str, log: Log) -> tuple[Pat
     staging = target.with_name(target.name + ".partial")
     _remove_tree(staging)
     _remove_tree(target)
-    debs = cache_dir / "debs"
+    debs = cache_dir / "debs" / recipe.slug  # one per recipe: parallel debootstraps must not share one
     debs.mkdir(parents=True, exist_ok=True)
     logs = cache_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -159,7 +177,9 @@ def _rootfs(recipe: Recipe, cache_dir: Path, mirror: str, log: Log) -> tuple[Pat
             done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, timeout=DEBOOTSTRAP_TIMEOUT)
         except subprocess.TimeoutExpired:
             _remove_tree(staging)
-            raise ImageBuildError(f"debootstrap for {recipe.image} ran over {DEBOOTSTRAP_TIMEOUT} s; see {logfile}")
+            raise ImageBuildError(  # noqa: B904  (the timeout itself says nothing more)
+                f"debootstrap for {recipe.image} ran over {DEBOOTSTRAP_TIMEOUT} s; see {logfile}"
+            )
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         tail = "\n".join(logfile.read_text(errors="replace").splitlines()[-15:])

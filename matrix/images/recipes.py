@@ -1,7 +1,7 @@
-"""What each offline image holds: Debian packages, an entrypoint, and the image config `docker import` applies.
+"""What each offline image holds: Debian packages, an entrypoint, the config `docker import` applies.
 
-The image names are the ``offline_image`` values of ``matrix/axes.toml``. Debian bookworm ships PostgreSQL 15 and
-MariaDB 10.11, so those stand in for every server version of their family on machines with no registry.
+The image names are the ``offline_image`` values of ``matrix/axes.toml``. Debian bookworm ships PostgreSQL 15
+and MariaDB 10.11, so those stand in for every server version of their family on machines with no registry.
 """
 
 from __future__ import annotations

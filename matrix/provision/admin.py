@@ -59,7 +59,7 @@ def drop_database(server: Server, name: str) -> None:
     """Drop ``name`` if it exists, even while a crashed scenario run still holds connections to it."""
     with _cursor(server) as cursor:
         if server.kind == "postgresql":
-            # DROP ... WITH (FORCE) needs PostgreSQL 13; terminating the sessions first works on every version.
+            # DROP ... WITH (FORCE) needs PostgreSQL 13; ending the sessions first works on every version.
             cursor.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
                 (name,),

@@ -49,7 +49,10 @@ def resolve_image(client: Any, database: Any, environ: dict[str, str]) -> tuple[
             if database.offline_image
             else f"and {database.name} has no offline_image in matrix/axes.toml"
         )
-        return None, f"image {database.image} is not present locally and cannot be pulled ({error}), {offline}"
+        return (
+            None,
+            f"image {database.image} is not present locally and cannot be pulled ({error}), {offline}",
+        )
     return None, f"{database.name} names no image in matrix/axes.toml"
 
 
@@ -138,7 +141,9 @@ def _pull(client: Any, image: str) -> Optional[str]:
     try:
         client.images.pull(repository, tag=tag or "latest")
     except Exception as exc:
-        return f"{type(exc).__name__}: {str(exc)[:200]}"
+        # The engine's own explanation ("... lookup registry-1.docker.io ...: no such host"), not the HTTP wrapper.
+        detail = str(getattr(exc, "explanation", None) or exc)
+        return detail if len(detail) <= 300 else detail[:297] + "..."
     return None
 
 

@@ -1,12 +1,15 @@
-"""The Docker engine: configure testcontainers for machines like ours, and say exactly why there is no engine."""
+"""The Docker engine: configure testcontainers for machines like ours; say exactly why there is no engine."""
 
 from __future__ import annotations
 
+import gc
 import os
+import warnings
+from pathlib import Path
 from typing import Any, Optional
 
 # testcontainers reads these when it is imported, so they are set before any import of it.
-# - Ryuk: its image cannot be pulled without a registry; the reaper in this package removes containers instead.
+# - Ryuk: its image cannot be pulled without a registry; this package's reaper removes containers instead.
 # - docker_host + TC_HOST: connect to the published port on loopback, not through a 172.17.x gateway address.
 TESTCONTAINERS_ENV = {
     "TESTCONTAINERS_RYUK_DISABLED": "true",
@@ -32,12 +35,29 @@ def connect() -> tuple[Optional[Any], Optional[str]]:
         import docker
     except ImportError as exc:
         return None, f"the docker Python package is missing ({exc}); install testcontainers"
+    host = docker_host()
+    if host.startswith("unix://") and not Path(host[len("unix://") :]).exists():
+        return None, f"no Docker engine answers at {host}: the socket does not exist"
+    client = None
     try:
         client = docker.from_env(timeout=PING_TIMEOUT)
         client.ping()
     except Exception as exc:  # DockerException, requests' ConnectionError, a bad DOCKER_HOST...
-        return None, f"no Docker engine answers at {docker_host()}: {_short(exc)}"
+        if client is not None:
+            client.close()
+        _collect_leaked_sockets()
+        return None, f"no Docker engine answers at {host}: {_short(exc)}"
     return client, None
+
+
+def _collect_leaked_sockets() -> None:
+    """docker-py leaves the socket of a failed connection open; collect it now, without a ResourceWarning.
+
+    Left to the garbage collector, it warns at some random later point (an error under our test settings).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 def _short(exc: BaseException) -> str:

@@ -1,10 +1,11 @@
 """The reaper: a detached process that cleans up after a `nox` invocation once its process is gone.
 
-Ryuk (testcontainers' own reaper) needs an image from a registry, so this does its job: it polls the invocation's
-pid and, when that process has died -- normally, by Ctrl-C, SIGTERM or SIGKILL -- removes every container labelled
-with the invocation, drops the per-cell databases still recorded on servers named by URL, and deletes the
-invocation's state. It runs in its own session, so the Ctrl-C that stops nox does not stop it. SIGTERM makes it
-clean up at once and exit (that is how :meth:`Provisioner.release_all` ends it).
+Ryuk (testcontainers' own reaper) needs an image from a registry, so this does its job: it polls the
+invocation's pid and, when that process has died -- normally, by Ctrl-C, SIGTERM or SIGKILL -- removes every
+container labelled with the invocation, drops the per-cell databases still recorded on servers named by URL,
+and deletes the invocation's state. It runs in its own session, so the Ctrl-C that stops nox does not stop it.
+SIGTERM makes it exit without cleaning up: :meth:`Provisioner.release_all` sends it after cleaning up itself,
+and a reaper cleaning up late could remove containers the invocation started after that.
 
     python -m matrix.provision.reaper --invocation ID --owner-pid PID --state-dir DIR [--detach]
 """
@@ -18,12 +19,15 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Callable, Optional
 
 ROOT = Path(__file__).resolve().parents[2]
 POLL_SECONDS = 0.5
+RETRY_SECONDS = 600
+RETRY_PAUSE = 5
 
 
 def process_start_time(pid: int) -> Optional[str]:
@@ -70,7 +74,10 @@ def spawn(invocation: str, owner_pid: int, state_dir: Path) -> int:
         str(state_dir.resolve()),
         "--detach",
     ]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     # The first process forks the real reaper and exits at once; its only output is the reaper's pid.
     done = subprocess.run(
         command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30
@@ -80,30 +87,45 @@ def spawn(invocation: str, owner_pid: int, state_dir: Path) -> int:
     return int(done.stdout.strip())
 
 
-def reap(invocation: str, state_dir: Path, log: Optional[Callable[[str], None]] = None) -> None:
-    """Remove what the invocation left: containers, recorded URL-server databases, its state directory."""
+@dataclass(frozen=True)
+class Reaped:
+    removed: list[str]  # short ids of the removed containers
+    complete: bool  # False: the engine or a server could not be reached; the state is kept for a retry
+
+
+def reap(invocation: str, state_dir: Path, log: Optional[Callable[[str], None]] = None) -> Reaped:
+    """Remove what the invocation left: containers, recorded URL-server databases, then its state directory."""
     from matrix.provision import admin, containers, engine
     from matrix.provision.server import Server
     from matrix.provision.state import InvocationState
 
     say = log or (lambda message: None)
     state = InvocationState(state_dir, invocation)
-    for key, record in state.read_all().items():
+    records = state.read_all()
+    complete = True
+    for key, record in records.items():
         for entry in record.get("databases", []):
             server = Server.from_json(entry["server"])
             try:
                 admin.drop_database(server, entry["name"])
                 say(f"dropped database {entry['name']} on {server.name} ({key})")
             except Exception as exc:
+                complete = False
                 say(f"could not drop database {entry['name']} on {server.name}: {exc}")
+    removed: list[str] = []
     client, reason = engine.connect()
     if client is None:
-        say(f"cannot remove containers: {reason}")
+        # Without recorded containers there is nothing the engine could still hold.
+        if any(record.get("server") for record in records.values()):
+            complete = False
+            say(f"cannot remove containers: {reason}")
     else:
         removed = containers.remove_labelled(client, containers.LABEL_INVOCATION, invocation)
         say(f"removed {len(removed)} container(s): {' '.join(removed) or '-'}")
         client.close()
-    state.remove()
+    if complete:
+        state.remove()
+    return Reaped(removed, complete)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -119,7 +141,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         _detach(logfile)
 
     def say(message: str) -> None:
-        print(f"{time.strftime('%H:%M:%S')} reaper[{os.getpid()}] invocation {args.invocation}: {message}", flush=True)
+        print(
+            f"{time.strftime('%H:%M:%S')} reaper[{os.getpid()}] invocation {args.invocation}: {message}",
+            flush=True,
+        )
 
     stop = False
 
@@ -132,8 +157,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     say(f"watching pid {args.owner_pid}")
     while not stop and is_alive(args.owner_pid, args.owner_start or None):
         time.sleep(POLL_SECONDS)
-    say("asked to stop" if stop else f"pid {args.owner_pid} has ended")
-    reap(args.invocation, args.state_dir, say)
+    if stop:
+        say("asked to stand down")
+        return 0
+    say(f"pid {args.owner_pid} has ended")
+    # An engine or server that is down for a moment (a restarting dockerd) gets a few more chances.
+    deadline = time.monotonic() + RETRY_SECONDS
+    while not reap(args.invocation, args.state_dir, say).complete:
+        if stop or time.monotonic() > deadline:
+            say(f"giving up after {RETRY_SECONDS} s; the state is kept in {args.state_dir}")
+            return 1
+        time.sleep(RETRY_PAUSE)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""``GREENLIGHT_POSTGRES_URL`` / ``GREENLIGHT_MYSQL_URL``: an already-running server instead of a container."""
+"""``GREENLIGHT_POSTGRES_URL`` / ``GREENLIGHT_MYSQL_URL``: a running server instead of a container."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ class BadServerUrl(ValueError):
 def server_from_url(name: str, kind: str, url: str) -> Server:
     """``postgresql://user:pass@host:port/db`` (a ``+driver`` suffix is ignored) as a :class:`Server`.
 
-    The database in the URL is where create/drop statements connect; each cell's own database is created beside
-    it. User and password are URL-unquoted, as SQLAlchemy does.
+    The database in the URL is where create/drop statements connect; each cell's own database is created
+    beside it. User and password are URL-unquoted, as SQLAlchemy does.
     """
     variable = URL_ENV[kind]
     try:

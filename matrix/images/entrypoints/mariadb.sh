@@ -24,8 +24,10 @@ if [ -z "$root_password" ] && [ -z "$allow_empty" ]; then
     exit 1
 fi
 
-# SQL string and identifier literals; sed doubles the quote characters, so any password works.
+# SQL string and identifier literals; sed doubles the quote characters, so any password works. The statements are
+# written with printf: dash's echo would turn the doubled backslashes back into single ones.
 sql_string() { printf "'%s'" "$(printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e "s/'/''/g")"; }
+# shellcheck disable=SC2016  # the backticks are MySQL's identifier quotes, not a command substitution
 sql_name() { printf '`%s`' "$(printf '%s' "$1" | sed -e 's/`/``/g')"; }
 
 mkdir -p "$datadir" /run/mysqld
@@ -48,24 +50,28 @@ if [ ! -d "$datadir/mysql" ]; then
         sleep 0.5
     done
     {
-        echo "DROP USER IF EXISTS ''@'localhost', ''@'%';"
-        echo "ALTER USER 'root'@'localhost' IDENTIFIED BY $(sql_string "$root_password");"
-        echo "CREATE USER 'root'@'%' IDENTIFIED BY $(sql_string "$root_password");"
-        echo "GRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION;"
+        printf '%s\n' "DROP USER IF EXISTS ''@'localhost', ''@'%';"
+        printf '%s\n' "ALTER USER 'root'@'localhost' IDENTIFIED BY $(sql_string "$root_password");"
+        printf '%s\n' "CREATE USER 'root'@'%' IDENTIFIED BY $(sql_string "$root_password");"
+        printf '%s\n' "GRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION;"
         if [ -n "$database" ]; then
-            echo "CREATE DATABASE IF NOT EXISTS $(sql_name "$database");"
+            printf '%s\n' "CREATE DATABASE IF NOT EXISTS $(sql_name "$database");"
         fi
         if [ -n "$user" ] && [ "$user" != "root" ]; then
-            echo "CREATE USER $(sql_string "$user")@'%' IDENTIFIED BY $(sql_string "$password");"
+            printf '%s\n' "CREATE USER $(sql_string "$user")@'%' IDENTIFIED BY $(sql_string "$password");"
             if [ -n "$database" ]; then
-                echo "GRANT ALL ON $(sql_name "$database").* TO $(sql_string "$user")@'%';"
+                printf '%s\n' "GRANT ALL ON $(sql_name "$database").* TO $(sql_string "$user")@'%';"
             fi
         fi
-        echo "FLUSH PRIVILEGES;"
+        printf '%s\n' "FLUSH PRIVILEGES;"
     } | mariadb --socket="$socket" --user=root
     for f in /docker-entrypoint-initdb.d/*; do
         case "$f" in
-            *.sh) echo "running $f"; . "$f" ;;
+            *.sh)
+                echo "running $f"
+                # shellcheck disable=SC1090  # the user's init scripts, sourced as the official image does
+                . "$f"
+                ;;
             *.sql) echo "running $f"; MYSQL_PWD="$root_password" mariadb --socket="$socket" --user=root ${database:+"$database"} <"$f" ;;
             *) ;;
         esac
