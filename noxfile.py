@@ -27,9 +27,7 @@ os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
 # One id per `nox` invocation, set by the top-level process and inherited by `nox -j` workers: the provisioner
 # ties containers to it (removed when this pid ends) and every results file of the run carries the run id.
 os.environ.setdefault("GREENLIGHT_INVOCATION", str(os.getpid()))
-os.environ.setdefault(
-    "GREENLIGHT_RUN_ID", time.strftime("%Y-%m-%dT%H:%M:%SZ-", time.gmtime()) + f"{os.getpid():x}"
-)
+os.environ.setdefault("GREENLIGHT_RUN_ID", time.strftime("%Y-%m-%dT%H:%M:%SZ-", time.gmtime()) + f"{os.getpid():x}")
 
 # The oldest and the newest supported stacks; `tests` runs the suite on both.
 STACKS = {
@@ -79,9 +77,7 @@ progress.install(AXES_FILE)
 if MATRIX is not None:
     CELL_PARAMS = [
         # Readable ids (sa2.1-pa1), and tags (sa2_1, pa1) that `-k` can name: "sa2.1" is no Python identifier.
-        nox.param(
-            sa, pa, id=f"sa{sa}-pa{pa}", tags=[f"sa{sa}".replace(".", "_"), f"pa{pa}".replace(".", "_")]
-        )
+        nox.param(sa, pa, id=f"sa{sa}-pa{pa}", tags=[f"sa{sa}".replace(".", "_"), f"pa{pa}".replace(".", "_")])
         for sa in MATRIX.sqlalchemy
         for pa in MATRIX.pytest_asyncio
     ]

@@ -1,8 +1,9 @@
 """Load ``matrix/axes.toml``, validate it, and expand it into cells.
 
-This module is imported by ``noxfile.py`` at import time, so it may use only the standard library, ``tomli`` on
-Python < 3.11, and ``packaging`` (a dependency of nox itself). Any problem in the file raises :class:`AxesError`
-with one message that names the file, the line and the key; nothing is run from an invalid file.
+This module is imported by ``noxfile.py`` at import time, so it may use only the standard library, ``tomli``
+on Python < 3.11, and ``packaging`` (a dependency of nox itself). Any problem in the file raises
+:class:`AxesError` with one message that names the file, the line and the key; nothing is run from an invalid
+file.
 """
 
 from __future__ import annotations
@@ -91,7 +92,12 @@ class Cell:
         return f"sa{self.sqlalchemy}-pa{self.pytest_asyncio}"
 
     def as_dict(self) -> dict[str, str]:
-        return {"id": self.id, "python": self.python, "sqlalchemy": self.sqlalchemy, "pytest_asyncio": self.pytest_asyncio}
+        return {
+            "id": self.id,
+            "python": self.python,
+            "sqlalchemy": self.sqlalchemy,
+            "pytest_asyncio": self.pytest_asyncio,
+        }
 
 
 _CELL_ID = re.compile(r"py(?P<python>[\d.]+)-sa(?P<sqlalchemy>[\d.]+)-pa(?P<pytest_asyncio>[\d.]+)")
@@ -209,7 +215,7 @@ def expand(matrix: Matrix) -> list[CellPlan]:
     return plans
 
 
-# --- loading and validation -------------------------------------------------------------------------------------
+# --- loading and validation ---------------------------------------------------------------------------------
 
 
 def load(path: Union[str, Path] = DEFAULT_PATH) -> Matrix:
@@ -351,7 +357,9 @@ class _Validator:
                 if speaks != kind:
                     known = [d for d, (k, _) in DRIVERS.items() if k == kind]
                     raise self.fail(
-                        (*path, "drivers"), f"driver {driver!r} is not a {kind} driver (known: {known})", value=driver
+                        (*path, "drivers"),
+                        f"driver {driver!r} is not a {kind} driver (known: {known})",
+                        value=driver,
                     )
             image = self.string(entry, (*path, "image"), required=kind != "sqlite")
             offline = self.string(entry, (*path, "offline_image"), required=False)
@@ -403,7 +411,9 @@ class _Validator:
                 for item in picked:
                     if item not in values[axis]:
                         raise self.fail(
-                            (*path, axis), f"{item!r} is not a value of axes.{axis} {list(values[axis])}", value=item
+                            (*path, axis),
+                            f"{item!r} is not a value of axes.{axis} {list(values[axis])}",
+                            value=item,
                         )
                 chosen[axis] = picked
         return chosen
@@ -436,7 +446,7 @@ class _Validator:
         return Pin(**chosen, requirements=requirements, reason=reason)
 
 
-# --- locating a key in the TOML text ------------------------------------------------------------------------------
+# --- locating a key in the TOML text ------------------------------------------------------------------------
 
 _HEADER = re.compile(r"\s*(\[\[?)\s*([A-Za-z0-9_.-]+)\s*\]\]?")
 

@@ -1,10 +1,10 @@
 """A cell's outcome -> one results JSON file of ``reports/SCHEMA.md``.
 
-Input: the cell's metadata (axes, subject, status, versions, databases) and the JSON lines the scenario recorder
-appended while pytest ran. Output: a dict in exactly the schema's shape, written atomically. Everything that came
-from the scenario run is treated as untrusted: lines that do not parse are dropped (a crash can cut the last one in
-half), verdicts are recomputed from ``expected``/``outcome``, every database password is replaced by ``***`` and
-every text is capped at 4,000 characters.
+Input: the cell's metadata (axes, subject, status, versions, databases) and the JSON lines the scenario
+recorder appended while pytest ran. Output: a dict in exactly the schema's shape, written atomically.
+Everything that came from the scenario run is treated as untrusted: lines that do not parse are dropped (a
+crash can cut the last one in half), verdicts are recomputed from ``expected``/``outcome``, every database
+password is replaced by ``***`` and every text is capped at 4,000 characters.
 """
 
 from __future__ import annotations
@@ -40,10 +40,13 @@ SCENARIO_KEYS = (
     "message",
     "traceback",
 )
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<password>[^@\s/]+)@", re.IGNORECASE)
+# Bounded quantifiers: the pattern runs over untrusted text and must stay linear.
+_URL_PASSWORD = re.compile(
+    r"(?P<head>[a-z][a-z0-9+.-]{0,30}://[^:/@\s]{0,256}:)(?P<password>[^@\s/]{1,512})@", re.IGNORECASE
+)
 
 
-# --- text hygiene ---------------------------------------------------------------------------------------------
+# --- text hygiene -------------------------------------------------------------------------------------------
 
 
 def make_redactor(secrets: Iterable[str] = ()) -> Callable[[str], str]:
@@ -72,7 +75,9 @@ def cap(text: str, limit: int = CAP) -> str:
 def _clean(value: Any, redact: Callable[[str], str]) -> Any:
     """Redact and cap every string inside ``value`` (dicts, lists and scalars)."""
     if isinstance(value, str):
-        return cap(redact(value))
+        # Cut a 10 MB message down before redacting: only the first CAP characters are kept anyway, so a
+        # secret straddling the 2 x CAP cut lies in the part that is dropped.
+        return cap(redact(value[: 2 * CAP]) if len(value) > 2 * CAP else redact(value))
     if isinstance(value, dict):
         return {key: _clean(item, redact) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -80,7 +85,7 @@ def _clean(value: Any, redact: Callable[[str], str]) -> Any:
     return value
 
 
-# --- scenario lines -------------------------------------------------------------------------------------------
+# --- scenario lines -----------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -119,9 +124,9 @@ def read_lines(source: Union[str, Path, bytes, None]) -> Lines:
 def compute_verdict(expected: Any, outcome: Any, exception: Any, recorded: Any = None) -> str:
     """The schema's verdict rule: ``works`` when the outcome matches ``expected``, ``broken`` otherwise.
 
-    ``raises:X`` is met by a failure or error raising ``X``. The recorder also accepts a subclass of ``X``, which
-    only it can see (it has the class); so a recorded ``works`` for a failure with another exception name is kept,
-    and every other case is decided here.
+    ``raises:X`` is met by a failure or error raising ``X``. The recorder also accepts a subclass of ``X``,
+    which only it can see (it has the class); so a recorded ``works`` for a failure with another exception
+    name is kept, and every other case is decided here.
     """
     if outcome in ("skipped", "not-run"):
         return str(outcome)
@@ -147,8 +152,8 @@ def _scenario(entry: Mapping[str, Any]) -> dict[str, Any]:
 def _not_run(scenarios: Sequence[Mapping[str, Any]], database: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One ``not-run`` entry per known scenario for a (database, driver) that could not be had.
 
-    The scenario list comes from the databases that did run (``expected`` is taken from the first of them: it can
-    differ per driver, but a not-run entry is never judged against it).
+    The scenario list comes from the databases that did run (``expected`` is taken from the first of them: it
+    can differ per driver, but a not-run entry is never judged against it).
     """
     seen: dict[str, Mapping[str, Any]] = {}
     for scenario in scenarios:
@@ -180,7 +185,7 @@ def summarize(scenarios: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     return counts
 
 
-# --- the result -----------------------------------------------------------------------------------------------
+# --- the result ---------------------------------------------------------------------------------------------
 
 
 def now() -> str:
@@ -210,11 +215,13 @@ def build_result(
     scenarios = [_scenario(entry) for entry in lines.entries]
     disagreements = 0
     for scenario, entry in zip(scenarios, lines.entries):
-        verdict = compute_verdict(scenario["expected"], scenario["outcome"], scenario["exception"], entry.get("verdict"))
+        verdict = compute_verdict(
+            scenario["expected"], scenario["outcome"], scenario["exception"], entry.get("verdict")
+        )
         disagreements += verdict != entry.get("verdict")
         scenario["verdict"] = verdict
     if log and disagreements:
-        log(f"{disagreements} recorded verdict(s) disagreed with the schema rule; the recomputed ones are kept")
+        log(f"{disagreements} recorded verdict(s) disagreed with the schema rule; kept the recomputed ones")
     if log and lines.dropped:
         log(f"{lines.dropped} scenario line(s) could not be parsed and were dropped")
     db_entries = [
@@ -271,7 +278,8 @@ def write_result(result: Mapping[str, Any], directory: Union[str, Path]) -> Path
 
 
 def cache_key(versions: Mapping[str, str], sources: Iterable[Union[str, Path]], images: Iterable[str]) -> str:
-    """Hash of what decides a cell's outcome: resolved versions, scenario and plugin source, database images."""
+    """Hash of what decides a cell's outcome: resolved versions, scenario and plugin source, database
+    images."""
     digest = hashlib.sha256()
     digest.update(json.dumps(dict(sorted(versions.items()))).encode())
     for root in sorted(Path(s) for s in sources):

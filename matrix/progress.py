@@ -1,9 +1,9 @@
 """What the matrix run tells the person watching it, and what nox itself decides without running a cell.
 
 * Cells whose interpreter is missing never reach their session function: nox skips them (or fails them with
-  ``--error-on-missing-interpreters``) and logs ``Session matrix-3.14(sa2.1-pa1) skipped: Python interpreter 3.14
-  not found``. A handler on nox's logger turns that line into ``interpreter-missing`` results, in whichever
-  process ran the session (the top-level one, or a ``nox -j`` worker).
+  ``--error-on-missing-interpreters``) and logs ``Session matrix-3.14(sa2.1-pa1) skipped: Python interpreter
+  3.14 not found``. A handler on nox's logger turns that line into ``interpreter-missing`` results, in
+  whichever process ran the session (the top-level one, or a ``nox -j`` worker).
 * At the end of the invocation (``atexit`` in the top-level process only) it prints what this run wrote: cells
   by status, verdict totals, and every database that was not run, with the reason.
 """

@@ -1,15 +1,17 @@
-"""Run one cell of the matrix inside its nox session: install, provision, run the scenarios per subject, record.
+"""Run one cell of the matrix inside its nox session: install, provision, run the scenarios per subject,
+record.
 
 The session has already created the cell's virtual environment (uv backend). From there this module:
 
-1. installs the cell's requirements, every driver, and this checkout's plugin (editable), recording the resolver's
-   message when that fails (``install-failed``) and trying drivers one by one when only some of them fail;
+1. installs the cell's requirements, every driver, and this checkout's plugin (editable), recording the
+resolver's    message when that fails (``install-failed``) and trying drivers one by one when only some of
+them fail;
 2. records the exact version of every installed package;
 3. asks :mod:`matrix.provision` for each database (SQLite is a file in the cell's work directory) and a fresh
    database per (cell, subject);
-4. runs ``pytest matrix/scenarios`` once per subject over all available databases, with plugin autoload off and
-   every plugin named by ``-p`` (the runner contract in ``reports/SCHEMA.md``), under a per-scenario timeout and a
-   per-run timeout; a crash, a hang or Ctrl-C still leaves a results file;
+4. runs ``pytest matrix/scenarios`` once per subject over all available databases, with plugin autoload off
+and    every plugin named by ``-p`` (the runner contract in ``reports/SCHEMA.md``), under a per-scenario
+timeout and a    per-run timeout; a crash, a hang or Ctrl-C still leaves a results file;
 5. writes ``build/results/<cell>__<subject>.json`` (via :mod:`matrix.collect`) next to pytest's JUnit XML.
 
 Nothing here raises for a broken scenario or an unavailable database: those are results, not session failures.
@@ -35,8 +37,11 @@ from typing import Any, Callable, Optional
 from matrix import axes, collect
 from matrix.axes import Cell, Database, Matrix, Subject
 from matrix.paths import CELLS, PROVISION, RESULTS, ROOT
+
 # pytest's closing line: "2 failed, 11 passed in 13.71s" (what the progress output shows per subject run)
 _SUMMARY = re.compile(r"\b(passed|failed|errors?|skipped|xfailed|xpassed|no tests ran)\b.* in [0-9.]+s")
+# How often one subject's run may be resumed past a hung scenario before it is recorded as crashed.
+MAX_RESUMES = 5
 BASE_PLUGINS = ("pytest_asyncio.plugin", "anyio.pytest_plugin", "pytest_timeout")
 # Server URLs reach the scenario run only through GREENLIGHT_DATABASES; these must not leak into it.
 _SCRUB = ("GREENLIGHT_POSTGRES_URL", "GREENLIGHT_MYSQL_URL", "PYTEST_ADDOPTS", "PYTEST_PLUGINS")
@@ -64,11 +69,12 @@ print(json.dumps(sorted({ep.value.split(":")[0] for ep in dist.entry_points if e
 
 
 def run_id() -> str:
-    """One id per nox invocation: set once by noxfile.py in the top-level process, inherited by ``-j`` workers."""
+    """One id per nox invocation: set once by noxfile.py in the top-level process, inherited by ``-j``
+    workers."""
     return os.environ.get("GREENLIGHT_RUN_ID") or f"{collect.now()}-{os.getpid():x}"
 
 
-# --- installation ---------------------------------------------------------------------------------------------
+# --- installation -------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -100,16 +106,20 @@ def install_cell(python: Path, matrix: Matrix, cell: Cell, root: Path = ROOT) ->
     start = time.perf_counter()
     base = [*matrix.requirements(cell), "-e", str(root)]
     drivers = {driver: axes.DRIVERS[driver][1] for db in matrix.databases for driver in db.drivers}
-    ok, message = uv_install(python, [*base, *sorted(set(drivers.values()))])
+    ok, _ = uv_install(python, [*base, *sorted(set(drivers.values()))])
     if ok:
         return Installed(True, seconds=time.perf_counter() - start)
     ok, base_message = uv_install(python, base)
     if not ok:
         return Installed(False, base_message, seconds=time.perf_counter() - start)
-    failed = {}
+    # Add the drivers one at a time, always resolved together with the base and the drivers that went in.
+    failed: dict[str, str] = {}
+    kept: list[str] = []
     for driver, requirement in sorted(drivers.items()):
-        driver_ok, driver_message = uv_install(python, [requirement])
-        if not driver_ok:
+        driver_ok, driver_message = uv_install(python, [*base, *kept, requirement])
+        if driver_ok:
+            kept.append(requirement)
+        else:
             failed[driver] = driver_message
     return Installed(True, failed_drivers=failed, seconds=time.perf_counter() - start)
 
@@ -126,7 +136,10 @@ def subject_plugins(python: Path, subject: Subject) -> list[str]:
     if subject.distribution is None:
         return []
     done = subprocess.run(
-        [str(python), "-c", _ENTRY_POINTS_SCRIPT, subject.distribution], capture_output=True, text=True, check=True
+        [str(python), "-c", _ENTRY_POINTS_SCRIPT, subject.distribution],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return list(json.loads(done.stdout))
 
@@ -135,7 +148,7 @@ def plugin_args(modules: Sequence[str]) -> list[str]:
     return [arg for module in (*BASE_PLUGINS, *modules) for arg in ("-p", module)]
 
 
-# --- databases ------------------------------------------------------------------------------------------------
+# --- databases ----------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -169,20 +182,23 @@ class Databases:
         self.seconds = 0.0
         start = time.perf_counter()
         provisioner, why_not = _provisioner(state_dir)
+        got: dict[str, tuple[str, Optional[str], Optional[str]]] = {}
         for database in matrix.databases:
-            status, reason, version = "ok", None, None
             if database.kind == "sqlite":
-                version = None  # filled in from the cell's own sqlite3 module
+                got[database.name] = ("ok", None, None)  # version: from the cell's own sqlite3 module
             elif provisioner is None:
-                status, reason = "not-run", why_not
+                got[database.name] = ("not-run", why_not, None)
             else:
-                status, reason, version = self._acquire(provisioner, database)
+                got[database.name] = self._acquire(provisioner, database)
+        got.update(self._one_run_per_server(matrix))
+        for database in matrix.databases:
+            status, reason, version = got[database.name]
             for driver in database.drivers:
                 target = Target(database, driver, status, reason, version)
                 if status == "ok" and driver in failed_drivers:
-                    first = failed_drivers[driver].strip().splitlines()
+                    last = " ".join(failed_drivers[driver].strip().splitlines()[-3:])
                     target.status = "not-run"
-                    target.reason = f"driver {driver} could not be installed in this cell: " + " ".join(first[-3:])
+                    target.reason = f"driver {driver} could not be installed in this cell: {last}"
                 self.targets.append(target)
         self.provisioner = provisioner
         self.seconds = time.perf_counter() - start
@@ -200,6 +216,25 @@ class Databases:
         if got.password:
             self.secrets.add(str(got.password))
         return "ok", None, got.server_version
+
+    def _one_run_per_server(self, matrix: Matrix) -> dict[str, tuple[str, Optional[str], Optional[str]]]:
+        """One URL per kind, or one offline image standing in for several versions, gives several databases
+        the same server. It runs once, under the name that fits it best; running it again would only repeat
+        that run under a wrong label, so the others are not-run and say why."""
+        by_address: dict[tuple[str, str, int], list[str]] = {}
+        for database in matrix.databases:
+            server = self.servers.get(database.name)
+            if server is not None:
+                by_address.setdefault((server.kind, server.host, server.port), []).append(database.name)
+        dropped: dict[str, tuple[str, Optional[str], Optional[str]]] = {}
+        for names in by_address.values():
+            server = self.servers[names[0]]
+            keep = max(names, key=lambda name: _fit(name, server.server_version))
+            for name in names:
+                if name != keep:
+                    del self.servers[name]
+                    dropped[name] = ("not-run", f"same server as {keep} ({_server_label(server)}), which ran", None)
+        return dropped
 
     def set_sqlite_version(self, version: Optional[str]) -> None:
         for target in self.targets:
@@ -238,6 +273,23 @@ class Databases:
                 target.status, target.reason = "infra-error", reason
 
 
+def _fit(name: str, server_version: Optional[str]) -> tuple[int, int]:
+    """How well a database name describes the server behind it (higher is better; ties keep axes order):
+    first the family (a MariaDB server is best called mariadb-*, a MySQL one not), then the major version."""
+    version = (server_version or "").lower()
+    family = int(("mariadb" in name) == ("mariadb" in version))
+    name_major = re.search(r"-(\d+)", name)
+    server_major = re.match(r"(\d+)", version)
+    distance = abs(int(name_major.group(1)) - int(server_major.group(1))) if name_major and server_major else 0
+    return family, -distance
+
+
+def _server_label(server: Any) -> str:
+    family = "PostgreSQL" if server.kind == "postgresql" else "MySQL/MariaDB"
+    where = "from its URL variable" if server.source == "url" else f"image {server.image}"
+    return f"{family} {server.server_version or '(version unknown)'}, {where}"
+
+
 def _provisioner(state_dir: Path) -> tuple[Any, Optional[str]]:
     try:
         from matrix.provision import Provisioner
@@ -249,12 +301,12 @@ def _provisioner(state_dir: Path) -> tuple[Any, Optional[str]]:
         return None, f"the provisioner could not start: {type(exc).__name__}: {exc}"
 
 
-# --- one pytest run -------------------------------------------------------------------------------------------
+# --- one pytest run -----------------------------------------------------------------------------------------
 
 
 @dataclass
 class PytestRun:
-    status: str  # completed | crashed
+    status: str  # completed | crashed | hung (killed by the runner)
     reason: Optional[str]
     seconds: float
     last_line: str
@@ -270,8 +322,14 @@ def run_pytest(
     log_path: Path,
     timeout: float,
     redact: Callable[[str], str],
+    stalled: Optional[Callable[[], Optional[str]]] = None,
+    append: bool = False,
 ) -> PytestRun:
-    """Run pytest in its own process group; its output goes (redacted) to ``log_path``."""
+    """Run pytest in its own process group; its output goes (redacted) to ``log_path``.
+
+    The run is killed (status ``hung``) past ``timeout`` seconds, or as soon as ``stalled()`` (asked every
+    second) returns a reason.
+    """
     start = time.perf_counter()
     last = [""]
     summary = [""]
@@ -283,12 +341,13 @@ def run_pytest(
         stderr=subprocess.STDOUT,
         text=True,
         errors="replace",
-        start_new_session=True,  # so a hang can be killed with everything it spawned, and Ctrl-C reaches us only
+        # Its own session: a hang is killed with everything it spawned, and Ctrl-C reaches only us.
+        start_new_session=True,
     )
 
     def pump() -> None:
         assert process.stdout is not None
-        with log_path.open("w", encoding="utf-8") as log:
+        with log_path.open("a" if append else "w", encoding="utf-8") as log:
             for line in process.stdout:
                 clean = redact(line)
                 log.write(clean)
@@ -300,16 +359,26 @@ def run_pytest(
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     try:
-        code = process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill(process)
-        return PytestRun("crashed", f"hung: killed after {timeout:.0f} s", time.perf_counter() - start, last[0])
+        while True:
+            try:
+                code = process.wait(timeout=1.0)
+                break
+            except subprocess.TimeoutExpired:
+                elapsed = time.perf_counter() - start
+                why = f"hung: killed after {timeout:.0f} s" if elapsed >= timeout else stalled and stalled()
+                if why:
+                    _kill(process)
+                    return PytestRun("hung", why, elapsed, last[0])
     except (KeyboardInterrupt, _Terminated) as exc:
         _kill(process)
         how = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
         raise _Interrupted(f"interrupted by {how}", time.perf_counter() - start) from None
     finally:
         reader.join(timeout=5)
+        # Close the pipe only when the reader is done with it: closing under a blocked reader deadlocks, and
+        # a reader still blocked here means something outside the process group holds the pipe open.
+        if process.stdout is not None and not reader.is_alive():
+            process.stdout.close()
     seconds = time.perf_counter() - start
     last[0] = summary[0] or last[0]
     if code in (0, 1):  # all passed / some failed: both mean the suite ran
@@ -318,6 +387,40 @@ def run_pytest(
         return PytestRun("crashed", f"pytest was killed by signal {-code}", seconds, last[0])
     meaning = {2: "interrupted", 3: "internal error", 4: "usage error", 5: "no scenarios collected"}
     return PytestRun("crashed", f"pytest exited {code} ({meaning.get(code, 'unknown')}): {last[0]}", seconds, last[0])
+
+
+def watch_events(path: Path) -> tuple[list[str], set[str]]:
+    """(node ids in the order they started, node ids that ended) from ``matrix.watch``'s file."""
+    started: list[str] = []
+    ended: set[str] = set()
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return started, ended
+    for line in text.splitlines():
+        kind, _, nodeid = line.partition(" ")
+        if kind == "start":
+            started.append(nodeid)
+        elif kind == "end":
+            ended.add(nodeid)
+    return started, ended
+
+
+def stall_detector(path: Path, limit: float) -> Callable[[], Optional[str]]:
+    """A ``stalled()`` for :func:`run_pytest`: a scenario that started over ``limit`` seconds ago and never ended."""
+    seen: dict[str, float] = {}
+
+    def stalled() -> Optional[str]:
+        started, ended = watch_events(path)
+        running = [nodeid for nodeid in started if nodeid not in ended]
+        if not running:
+            return None
+        since = seen.setdefault(running[-1], time.monotonic())
+        if time.monotonic() - since > limit:
+            return f"hung: {running[-1]} made no progress for {limit:.0f} s"
+        return None
+
+    return stalled
 
 
 class _Interrupted(Exception):
@@ -333,7 +436,7 @@ def _kill(process: subprocess.Popen[str]) -> None:
     process.wait()
 
 
-# --- the cell -------------------------------------------------------------------------------------------------
+# --- the cell -----------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -350,13 +453,29 @@ class CellRunner:
     env_seconds: Optional[float] = None  # nox's environment creation, measured by the caller
 
     def __post_init__(self) -> None:
+        self.done: set[str] = set()  # subjects with a results file
+        self.failures: list[str] = []  # runner errors, which fail the nox session after the cell is recorded
         self.work = self.work_root / self.cell.id
         self.plan = next(p for p in axes.expand(self.matrix) if p.cell == self.cell)
         cells = self.matrix.cells()
         self.position = f"cell {cells.index(self.cell) + 1} of {len(cells)} ({self.cell.id})"
 
     def execute(self) -> list[Path]:
-        """Run every subject of the cell; returns the results files written."""
+        """Run every subject of the cell; returns the results files written.
+
+        Ctrl-C or SIGTERM still leaves a file for every subject (``crashed``, with how it was interrupted) and
+        then propagates as KeyboardInterrupt; a runner error in one subject is recorded and the others go on.
+        """
+        try:
+            return self._execute()
+        except (KeyboardInterrupt, _Terminated) as exc:
+            how = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
+            for subject in self.matrix.subjects:
+                if subject.name not in self.done:
+                    self.write(subject, "crashed", f"interrupted by {how} before this subject ran")
+            raise KeyboardInterrupt from None
+
+    def _execute(self) -> list[Path]:
         if self.plan.excluded_reason is not None:
             self.say(f"{self.position}: excluded: {self.plan.excluded_reason}")
             return [self.write(s, "excluded", self.plan.excluded_reason) for s in self.matrix.subjects]
@@ -368,7 +487,8 @@ class CellRunner:
         if self.env_seconds is not None:
             self.timings["environment"] = self.env_seconds
         if not installed.ok:
-            self.say(f"{self.position}: install failed: {installed.message.splitlines()[-1:]}")
+            last = (installed.message.strip().splitlines() or ["(no message)"])[-1]
+            self.say(f"{self.position}: install failed: {last}")
             return [self.write(s, "install-failed", installed.message) for s in self.matrix.subjects]
         self.versions, sqlite_version = inspect_env(self.python)
         databases = Databases(self.matrix, self.state_dir, self.work, installed.failed_drivers)
@@ -377,7 +497,12 @@ class CellRunner:
         written = []
         ordered = sorted(self.matrix.subjects, key=lambda s: s.requirement is not None and not s.is_local)
         for number, subject in enumerate(ordered, 1):
-            written.append(self.run_subject(subject, databases, f"subject {number} of {len(ordered)}"))
+            try:
+                written.append(self.run_subject(subject, databases, f"subject {number} of {len(ordered)}"))
+            except Exception as exc:  # a bug or fault in the runner itself: record it, fail the session later
+                reason = f"the matrix runner failed: {type(exc).__name__}: {exc}"
+                self.failures.append(f"{subject.name}: {reason}")
+                written.append(self.write(subject, "crashed", reason, self.versions, databases))
         self.report_databases(databases)
         return written
 
@@ -406,7 +531,7 @@ class CellRunner:
             self.say(
                 f"{label}: {len(listed)} database/driver pairs "
                 f"({', '.join(sorted({d['name'] for d in listed})) or 'none'}), "
-                f"{sum(t.status != 'ok' for t in databases.targets)} not available"
+                f"{sum(t.status != 'ok' for t in databases.targets)} not run (why: at the end of the cell)"
             )
             env = self.pytest_env(subject, listed, modules, out)
             command = [
@@ -416,6 +541,8 @@ class CellRunner:
                 str(ROOT / "matrix" / "scenarios"),
                 "-p",
                 "matrix.scenarios.recorder",
+                "-p",
+                "matrix.watch",
                 *plugin_args(modules),
                 f"--junitxml={xml}",
                 f"--timeout={self.matrix.run.scenario_timeout}",
@@ -423,17 +550,54 @@ class CellRunner:
                 "--tb=short",
                 *self.pytest_args,
             ]
-            log = self.work / f"{subject.name}.log"
             try:
-                ran = run_pytest(command, env, log, self.matrix.run.subject_timeout, redact)
+                ran, seconds, resumed = self.run_resuming(subject, command, env, redact)
             except _Interrupted as stop:
                 timings["pytest"] = stop.seconds
                 self.write(subject, "crashed", stop.reason, versions, databases, out, timings)
                 raise KeyboardInterrupt from None
-        timings["pytest"] = ran.seconds
-        path = self.write(subject, ran.status, ran.reason, versions, databases, out, timings)
-        self.say(f"{label}: {ran.status} in {ran.seconds:.1f} s: {ran.last_line}")
+        timings["pytest"] = seconds
+        status = "completed" if ran.status == "completed" else "crashed"
+        path = self.write(subject, status, ran.reason, versions, databases, out, timings)
+        after = f" (resumed past {resumed} hung scenario(s))" if resumed else ""
+        self.say(f"{label}: {status} in {seconds:.1f} s{after}: {ran.last_line}")
         return path
+
+    def run_resuming(
+        self, subject: Subject, command: Sequence[str], env: dict[str, str], redact: Callable[[str], str]
+    ) -> tuple[PytestRun, float, int]:
+        """Run the suite; when a scenario hangs, kill the run and resume it without what already finished, the
+        hung scenario failing at once as a timeout (see :mod:`matrix.watch`). Returns the last run, the total
+        time and how many hung scenarios were stepped over."""
+        log = self.work / f"{subject.name}.log"
+        events = self.work / f"{subject.name}.watch"
+        limit = 2.0 * self.matrix.run.scenario_timeout
+        plan: dict[str, Any] = {"skip": [], "hung": {}}
+        total = 0.0
+        for attempt in range(1 + MAX_RESUMES):
+            events.unlink(missing_ok=True)
+            env["GREENLIGHT_WATCH_OUT"] = str(events)
+            env["GREENLIGHT_WATCH_PLAN"] = json.dumps(plan)
+            remaining = self.matrix.run.subject_timeout - total
+            stalled = stall_detector(events, limit)
+            ran = run_pytest(command, env, log, remaining, redact, stalled, append=attempt > 0)
+            total += ran.seconds
+            if ran.status != "hung" or total >= self.matrix.run.subject_timeout:
+                break
+            started, ended = watch_events(events)
+            culprit = next((nodeid for nodeid in reversed(started) if nodeid not in ended), None)
+            if culprit is None:
+                break
+            self.say(f"{self.cell.id} {subject.name}: {ran.reason}; resuming without it")
+            plan["skip"] = sorted({*plan["skip"], *ended})
+            plan["hung"][culprit] = (
+                f"Timeout (>{self.matrix.run.scenario_timeout}s) from pytest-timeout did not stop this scenario: "
+                f"it hung until the matrix runner killed its pytest run ({ran.reason}); "
+                "the rest of the suite was resumed without it"
+            )
+            with log.open("a", encoding="utf-8") as out:
+                out.write(f"\n--- matrix runner: {ran.reason}; resuming without it ---\n")
+        return ran, total, len(plan["hung"])
 
     def install_subject(self, subject: Subject) -> tuple[bool, str]:
         """A comparison plugin goes into the cell's environment without moving any version already chosen."""
@@ -453,7 +617,6 @@ class CellRunner:
             VIRTUAL_ENV=str(self.python.parent.parent),
             PYTHONPATH=str(ROOT),
             PYTEST_DISABLE_PLUGIN_AUTOLOAD="1",
-            PYTHONDONTWRITEBYTECODE="1",
             GREENLIGHT_CELL=json.dumps({**self.cell.as_dict(), "subject": subject.name}),
             GREENLIGHT_DATABASES=json.dumps(listed),
             GREENLIGHT_PLUGIN_ARGS=json.dumps(plugin_args(modules)),
@@ -483,6 +646,7 @@ class CellRunner:
                 for d in db.drivers
             ]
             secrets = set()
+        self.done.add(subject.name)
         result = collect.build_result(
             run_id=self.run,
             cell=self.cell.as_dict(),
@@ -507,10 +671,25 @@ class CellRunner:
     def report_databases(self, databases: Databases) -> None:
         for target in databases.targets:
             if target.status != "ok":
-                self.say(f"{self.position}: {target.database.name}/{target.driver} {target.status}: {target.reason}")
+                where = f"{target.database.name}/{target.driver}"
+                self.say(f"{self.position}: {where} {target.status}: {target.reason}")
 
 
-# --- entry point from noxfile.py ------------------------------------------------------------------------------
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``nox -j`` stopping a worker, CI cancelling) unwinds like Ctrl-C, so results still get written."""
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# --- entry point from noxfile.py ----------------------------------------------------------------------------
 
 
 def run_session(session: Any, sqlalchemy: str, pytest_asyncio: str, env_seconds: Optional[float] = None) -> None:
@@ -522,15 +701,9 @@ def run_session(session: Any, sqlalchemy: str, pytest_asyncio: str, env_seconds:
     runner = CellRunner(
         matrix, cell, python, say=session.log, env_seconds=env_seconds, pytest_args=tuple(session.posargs)
     )
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def on_term(signum: int, frame: Any) -> None:
-        raise _Terminated
-
-    signal.signal(signal.SIGTERM, on_term)
-    try:
+    with sigterm_as_interrupt():
         runner.execute()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    if runner.failures:
+        session.error("; ".join(runner.failures))
     if runner.plan.excluded_reason is not None:
         session.skip(f"excluded: {runner.plan.excluded_reason}")

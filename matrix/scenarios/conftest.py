@@ -6,6 +6,10 @@ seeded Parent/Child tables with a prefix of their own, dropped afterwards).
 
 from __future__ import annotations
 
+import gc
+import os
+import sys
+import threading
 from collections.abc import Iterator
 from types import SimpleNamespace
 
@@ -16,8 +20,8 @@ from matrix.scenarios.support import (
     Target,
     create_tables,
     drop_tables,
-    missing_dialect,
     make_models,
+    missing_dialect,
     targets,
     unique_prefix,
 )
@@ -27,6 +31,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "db" in metafunc.fixturenames:
         found = targets()
         metafunc.parametrize("db", found, ids=[t.id for t in found])
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        options = getattr(getattr(item, "obj", None), "greenlight_marker", None)
+        if options is not None:
+            item.add_marker(pytest.mark.greenlight(**options))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -44,6 +55,44 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.skip(expect.detail)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """Collect a failed scenario's garbage now, while nothing else runs.
+
+    A scenario that fails mid-IO can leave driver connections whose ``__del__`` needs the (by then closed) loop.
+    Collected later, inside pytest's traceback rendering, CPython 3.11.7 turns that into "SystemError: AST
+    constructor recursion depth mismatch" and an INTERNALERROR that ends the whole run (seen with aiomysql).
+    """
+    gc.collect()
+
+
+_EXIT_STATUS: list[int] = []
+LEFTOVER_GRACE = 5.0
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _EXIT_STATUS.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Do not let a leaked driver thread keep the run alive after the last result is written.
+
+    A scenario that fails mid-IO (MissingGreenlet without a portal) can leak an aiosqlite connection, whose
+    non-daemon worker thread would make the interpreter wait for it forever at exit. By now every result line,
+    the JUnit XML and the terminal summary are written, so exiting hard loses nothing.
+    """
+    leftover = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    for thread in leftover:
+        thread.join(LEFTOVER_GRACE / max(1, len(leftover)))
+    stuck = [t.name for t in leftover if t.is_alive()]
+    if stuck:
+        sys.stdout.write(f"\nscenario suite: exiting past {len(stuck)} leaked thread(s): {', '.join(stuck)}\n")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_STATUS[-1] if _EXIT_STATUS else 1)
+
+
 @pytest.fixture
 def models(db: Target) -> Iterator[SimpleNamespace]:
     """Parent 1 with children 1 and 2, in tables of their own; created and dropped off the scenario's loop."""
@@ -51,3 +100,9 @@ def models(db: Target) -> Iterator[SimpleNamespace]:
     create_tables(db, found)
     yield found
     drop_tables(db, found)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """anyio-marked scenarios run on asyncio only: the databases' drivers are asyncio libraries."""
+    return "asyncio"

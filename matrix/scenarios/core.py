@@ -183,6 +183,9 @@ class Scenario:
     checks: str
     expect: Expect = PASS
     unless: tuple[Rule, ...] = field(default_factory=tuple)
+    # Relies on implicit IO being served (lazy loads, expired attributes, await_only in sync code): without a
+    # greenlet portal (subject "none") it raises MissingGreenlet, and the suite's own tests check exactly that.
+    implicit_io: bool = False
 
     @property
     def category(self) -> str:
@@ -207,12 +210,14 @@ REGISTRY: dict[str, Scenario] = {}
 ATTRIBUTE = "__greenlight_scenario__"
 
 
-def scenario(id: str, *, checks: str, expect: Expect = PASS, unless: Sequence[Rule] = ()) -> Callable[[F], F]:
+def scenario(
+    id: str, *, checks: str, expect: Expect = PASS, unless: Sequence[Rule] = (), implicit_io: bool = False
+) -> Callable[[F], F]:
     """Declare a pytest test as the scenario ``id`` ('category/name'); see the module docstring."""
     match = _ID.match(id)
     if match is None or match.group(1) not in CATEGORIES:
         raise ValueError(f"scenario id {id!r} must be '<category>/<name>' with a category from {CATEGORIES}")
-    declared = Scenario(id, " ".join(checks.split()), expect, tuple(unless))
+    declared = Scenario(id, " ".join(checks.split()), expect, tuple(unless), implicit_io)
     known = REGISTRY.get(id)
     if known is not None and known != declared:
         raise ValueError(f"scenario id {id!r} is declared twice")

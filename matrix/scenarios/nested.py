@@ -61,9 +61,7 @@ class NestedResult:
 
         if not mine:
             raise NestedFailure(f"{db.id} was not part of the nested run (its dialect is missing?)")
-        return NestedResult(
-            self.returncode, [e for e in self.entries if belongs(e["nodeid"])], self.output, self.ids
-        )
+        return NestedResult(self.returncode, [e for e in self.entries if belongs(e["nodeid"])], self.output, self.ids)
 
     def failures(self) -> list[dict[str, Any]]:
         return [e for e in self.entries if e["outcome"] == "failed"]
@@ -99,6 +97,35 @@ def ini_text(mode: str = "strict", extra: str = "") -> str:
     return "\n".join(lines) + "\n" + extra
 
 
+# Shared by the inner modules: tables for the outer scenario's database, dropped when the inner module ends.
+INNER_CONFTEST = """
+import gc
+
+import pytest
+from matrix.scenarios.nested import inner_targets
+from matrix.scenarios.support import create_tables, drop_tables, make_models, unique_prefix
+
+TARGETS = inner_targets()
+
+
+@pytest.fixture(scope="session", params=[t for _, t in TARGETS], ids=[i for i, _ in TARGETS])
+def db(request):
+    return request.param
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item):
+    gc.collect()  # see the outer conftest: keeps CPython 3.11.7's AST recursion bug out of traceback rendering
+
+
+@pytest.fixture
+def models(db):
+    found = make_models(unique_prefix())
+    create_tables(db, found)
+    yield found
+    drop_tables(db, found)
+"""
+
 _RESULTS: dict[str, NestedResult] = {}
 
 
@@ -109,11 +136,18 @@ def run_nested(
     *,
     ini: str | None = None,
     args: Sequence[str] = (),
+    isolated: bool = False,
 ) -> NestedResult:
-    """The inner results for ``db`` of the nested run ``key`` (one run covers every target: a fresh interpreter
-    costs seconds, so the first target's scenario runs it and the others read its results)."""
+    """The inner results for ``db`` of the nested run ``key``.
+
+    One run covers every target: a fresh interpreter costs seconds, so the first target's scenario runs it and
+    the others read its results. ``isolated`` gives each target a process of its own instead, for scenarios
+    about garbage collection, where one database's leftovers would otherwise surface in another's test.
+    """
+    if isolated:
+        key = f"{key}@{db.id}"
     if key not in _RESULTS:
-        usable = [t for t in targets() if not missing_dialect(t)]
+        usable = [db] if isolated else [t for t in targets() if not missing_dialect(t)]
         with tempfile.TemporaryDirectory(prefix="greenlight-nested-") as tmp:
             _RESULTS[key] = _run(Path(tmp), usable, files, ini=ini, args=args)
     return _RESULTS[key].for_target(db)

@@ -61,7 +61,13 @@ def exception_names(exc: BaseException) -> list[str]:
     if inner:
         return list(inner)
     exc = unwrap(exc)
-    return [qualified_name(cls) for cls in type(exc).__mro__ if issubclass(cls, BaseException)]
+    names = [qualified_name(cls) for cls in type(exc).__mro__ if issubclass(cls, BaseException)]
+    inner = getattr(exc, "exceptions", None)
+    if isinstance(inner, tuple) and inner and isinstance(inner[0], BaseException):
+        # An exception group (pytest 9 raises one for several unraisable warnings): what it is about is the
+        # first leaf, so that leads; the group's own names follow for rules that want the group itself.
+        return [*exception_names(inner[0]), *names]
+    return names
 
 
 def cap(text: str) -> str:
@@ -133,9 +139,7 @@ class Recorder:
         self.phases: dict[str, list[_Phase]] = {}
 
     @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Generator[None, Any, None]:
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
         outcome = yield
         report: pytest.TestReport = outcome.get_result()
         declared = scenario_of(getattr(item, "obj", None))

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
-from matrix.scenarios.core import scenario
+from matrix.scenarios.core import PASS, not_applicable, raises, scenario, when
+from matrix.scenarios.nested import INNER_CONFTEST, run_nested
 from matrix.scenarios.support import make_engine
 
 
@@ -15,9 +19,11 @@ async def session(db, models):
     from sqlalchemy.ext.asyncio import AsyncSession
 
     engine = make_engine(db)
-    async with AsyncSession(engine) as session:
-        yield session
-    await engine.dispose()
+    try:
+        async with AsyncSession(engine) as session:
+            yield session
+    finally:
+        await engine.dispose()
 
 
 @pytest_asyncio.fixture
@@ -29,6 +35,7 @@ async def loaded_parent(session, models):
 @scenario(
     "context/lazy-load-in-test",
     checks="an object loaded in an async fixture, then its lazy relationship loaded in the test",
+    implicit_io=True,
 )
 @pytest.mark.asyncio
 async def test_lazy_load_in_test(loaded_parent):
@@ -38,6 +45,7 @@ async def test_lazy_load_in_test(loaded_parent):
 @scenario(
     "context/expired-after-commit",
     checks="an attribute expired by commit (expire_on_commit=True) refreshed on access in the test",
+    implicit_io=True,
 )
 @pytest.mark.asyncio
 async def test_expired_after_commit(session, models):
@@ -55,3 +63,188 @@ async def test_expired_after_commit(session, models):
 async def test_engine_session_in_fixture(session, models):
     rows = (await session.execute(select(models.Child.name).order_by(models.Child.id))).scalars().all()
     assert rows == ["c1", "c2"]
+
+
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id")
+
+
+@pytest_asyncio.fixture
+async def request_id():
+    token = REQUEST_ID.set("from-fixture")
+    yield "from-fixture"
+    REQUEST_ID.reset(token)
+
+
+@scenario(
+    "context/contextvar-fixture-to-test",
+    checks="a ContextVar set in an async fixture is visible in the test (LookupError when it is not)",
+    expect=PASS,
+    unless=[when(pytest_asyncio="<0.25", expect=raises("LookupError"))],
+)
+@pytest.mark.asyncio
+async def test_contextvar_fixture_to_test(db, request_id):
+    assert REQUEST_ID.get() == request_id
+
+
+@scenario(
+    "context/contextvar-in-implicit-io",
+    checks="a ContextVar set in the test is seen by an ORM event hook that runs during a lazy load",
+    implicit_io=True,
+)
+@pytest.mark.asyncio
+async def test_contextvar_in_implicit_io(loaded_parent, session):
+    from sqlalchemy import event
+
+    seen: list[str] = []
+
+    def hook(orm_execute_state):
+        seen.append(REQUEST_ID.get("unset"))
+
+    event.listen(session.sync_session, "do_orm_execute", hook)
+    REQUEST_ID.set("from-test")
+    assert len(loaded_parent.children) == 2  # the lazy load runs the hook in the portal's greenlet
+    assert seen == ["from-test"]
+
+
+@scenario(
+    "context/green-thread-local",
+    checks="pytest_greenlight.GreenThreadLocal keeps one value per gathered task across IO and implicit IO",
+    expect=not_applicable("GreenThreadLocal is pytest-greenlight's own API"),
+    unless=[when(subject="greenlight", expect=PASS)],
+    implicit_io=True,
+)
+@pytest.mark.asyncio
+async def test_green_thread_local(db, models):
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from pytest_greenlight.local import GreenThreadLocal
+
+    local = GreenThreadLocal()
+    engine = make_engine(db)
+
+    async def task(i: int) -> tuple[int, int]:
+        local.value = i
+        async with AsyncSession(engine) as session:
+            parent = (await session.execute(select(models.Parent))).scalar_one()
+            await asyncio.sleep(0.01 * (3 - i))  # interleave the tasks
+            assert len(parent.children) == 2  # implicit IO between the write and the read of the local
+            return i, local.value
+
+    try:
+        assert await asyncio.gather(*(task(i) for i in range(3))) == [(0, 0), (1, 1), (2, 2)]
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def seeded_with_asyncio_run(db, models):
+    """A sync fixture seeding through asyncio.run, as many projects do: its own loop, closed again."""
+
+    async def seed() -> None:
+        engine = make_engine(db)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(models.Child.__table__.insert(), [{"id": 3, "parent_id": 1, "name": "c3"}])
+        finally:
+            await engine.dispose()
+
+    asyncio.run(seed())
+    return models
+
+
+@scenario(
+    "context/sync-fixture-asyncio-run",
+    checks="a sync fixture seeds with asyncio.run (a loop of its own), then an async test reads the rows",
+)
+@pytest.mark.asyncio
+async def test_sync_fixture_asyncio_run(db, seeded_with_asyncio_run):
+    models = seeded_with_asyncio_run
+    engine = make_engine(db)
+    try:
+        async with engine.connect() as conn:
+            names = (await conn.execute(select(models.Child.name).order_by(models.Child.id))).scalars().all()
+        assert names == ["c1", "c2", "c3"]
+    finally:
+        await engine.dispose()
+
+
+def _scoped_layout() -> str:
+    """The same fixtures and tests, written the way this pytest-asyncio version wants loop scopes expressed."""
+    from matrix.scenarios.core import current_axes, version_matches
+
+    version = current_axes().pytest_asyncio
+    if version_matches(version, ">=0.24"):
+        fixture = '@pytest_asyncio.fixture(scope="{scope}", loop_scope="session")'
+        mark = '@pytest.mark.asyncio(loop_scope="session")'
+        loop = ""
+    elif version_matches(version, ">=0.23"):
+        fixture = '@pytest_asyncio.fixture(scope="{scope}")'
+        mark = '@pytest.mark.asyncio(scope="session")'
+        loop = ""
+    else:  # 0.21/0.22: one loop for the session comes from overriding event_loop
+        fixture = '@pytest_asyncio.fixture(scope="{scope}")'
+        mark = "@pytest.mark.asyncio"
+        loop = """
+@pytest.fixture(scope="session")
+def event_loop():
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+"""
+    blocks = ["import asyncio", "import pytest", "import pytest_asyncio", "from sqlalchemy import select",
+              "from sqlalchemy.ext.asyncio import AsyncSession", "from matrix.scenarios.support import make_engine",
+              loop]  # fmt: skip
+    for scope in ("function", "class", "module", "session"):
+        blocks.append(f"""
+{fixture.format(scope=scope)}
+async def engine_{scope}(db):
+    engine = make_engine(db)
+    yield engine
+    await engine.dispose()
+
+
+{fixture.format(scope=scope)}
+async def session_{scope}(engine_{scope}, models_{scope}):
+    async with AsyncSession(engine_{scope}) as session:
+        yield session
+
+
+class TestScope{scope.title()}:
+    {mark}
+    async def test_explicit(self, session_{scope}, models_{scope}):
+        rows = (await session_{scope}.execute(select(models_{scope}.Child.name))).scalars().all()
+        assert sorted(rows) == ["c1", "c2"]
+
+    {mark}
+    async def test_lazy(self, session_{scope}, models_{scope}):
+        parent = await session_{scope}.get(models_{scope}.Parent, 1)
+        assert len(parent.children) == 2
+""")
+    return "\n".join(blocks)
+
+
+_SCOPED_CONFTEST = "\n".join(
+    [INNER_CONFTEST]
+    + [
+        f'''
+@pytest.fixture(scope="{scope}")
+def models_{scope}(db):
+    found = make_models(unique_prefix())
+    create_tables(db, found)
+    yield found
+    drop_tables(db, found)
+'''
+        for scope in ("function", "class", "module", "session")
+    ]
+)
+
+
+@scenario(
+    "context/engine-session-scopes",
+    checks="an engine and an AsyncSession made in async fixtures of each scope (function, class, module, "
+    "session) on one session-wide loop, then used in tests, explicitly and lazily",
+    implicit_io=True,
+)
+def test_engine_session_scopes(db):
+    files = {"conftest.py": _SCOPED_CONFTEST, "test_inner.py": _scoped_layout()}
+    run_nested("context/engine-session-scopes", db, files).require(passed=8)

@@ -6,35 +6,18 @@ that work in every style is what a greenlet plugin is for; without one, the lazy
 
 from __future__ import annotations
 
-from matrix.scenarios.core import scenario
-from matrix.scenarios.nested import ini_text, run_nested
+import textwrap
 
-# Shared by the inner modules: tables for the outer scenario's database, dropped when the inner module ends.
-INNER_CONFTEST = '''
 import pytest
-from matrix.scenarios.nested import inner_targets
-from matrix.scenarios.support import create_tables, drop_tables, make_models, unique_prefix
 
-TARGETS = inner_targets()
-
-
-@pytest.fixture(params=[t for _, t in TARGETS], ids=[i for i, _ in TARGETS])
-def db(request):
-    return request.param
-
-
-@pytest.fixture
-def models(db):
-    found = make_models(unique_prefix())
-    create_tables(db, found)
-    yield found
-    drop_tables(db, found)
-'''
+from matrix.scenarios.core import PASS, not_applicable, raises, scenario, when
+from matrix.scenarios.nested import INNER_CONFTEST, ini_text, run_nested
 
 
 @scenario(
     "fixture-styles/strict-mode",
     checks="asyncio_mode=strict: @pytest_asyncio.fixture (yield, async teardown) and @pytest.mark.asyncio tests",
+    implicit_io=True,
 )
 def test_strict_mode(db):
     test_module = """
@@ -48,14 +31,16 @@ def test_strict_mode(db):
         @pytest_asyncio.fixture
         async def parent(db, models):
             engine = make_engine(db)
-            async with AsyncSession(engine) as session:
-                parent = (await session.execute(select(models.Parent))).scalar_one()
-                assert len(parent.children) == 2  # implicit IO in the fixture
-                yield parent
-                parent.name = "renamed"
-                await session.commit()
-                assert parent.name == "renamed"  # implicit IO in async teardown: commit expired it
-            await engine.dispose()
+            try:
+                async with AsyncSession(engine) as session:
+                    parent = (await session.execute(select(models.Parent))).scalar_one()
+                    assert len(parent.children) == 2  # implicit IO in the fixture
+                    yield parent
+                    parent.name = "renamed"
+                    await session.commit()
+                    assert parent.name == "renamed"  # implicit IO in async teardown: commit expired it
+            finally:
+                await engine.dispose()
 
 
         @pytest.mark.asyncio
@@ -69,6 +54,7 @@ def test_strict_mode(db):
 @scenario(
     "fixture-styles/auto-mode",
     checks="asyncio_mode=auto: plain @pytest.fixture async fixtures and unmarked async tests",
+    implicit_io=True,
 )
 def test_auto_mode(db):
     test_module = """
@@ -81,9 +67,11 @@ def test_auto_mode(db):
         @pytest.fixture
         async def session(db, models):
             engine = make_engine(db)
-            async with AsyncSession(engine) as session:
-                yield session
-            await engine.dispose()
+            try:
+                async with AsyncSession(engine) as session:
+                    yield session
+            finally:
+                await engine.dispose()
 
 
         async def test_lazy(session, models):
@@ -92,3 +80,283 @@ def test_auto_mode(db):
     """
     files = {"conftest.py": INNER_CONFTEST, "test_inner.py": test_module}
     run_nested("fixture-styles/auto-mode", db, files, ini=ini_text(mode="auto")).require(passed=1)
+
+
+def _run(key: str, db, test_module: str, passed: int, **options) -> None:
+    files = {"conftest.py": INNER_CONFTEST, "test_inner.py": test_module}
+    run_nested(key, db, files, **options).require(passed=passed)
+
+
+def module(body: str) -> str:
+    """An inner test module: the common imports, then ``body`` (each dedented on its own)."""
+    return textwrap.dedent(_HEADER) + textwrap.dedent(body)
+
+
+_HEADER = """
+    import pytest
+    import pytest_asyncio
+    from sqlalchemy import select
+    from sqlalchemy.ext.asyncio import AsyncSession
+    from matrix.scenarios.support import make_engine
+"""
+
+
+@scenario(
+    "fixture-styles/yield-async-teardown",
+    checks="a yield fixture whose async teardown does IO (lazy load, delete, commit); the next test sees it ran",
+    implicit_io=True,
+)
+def test_yield_async_teardown(db):
+    test_module = module("""
+        @pytest_asyncio.fixture
+        async def session(db, models):
+            engine = make_engine(db)
+            try:
+                async with AsyncSession(engine) as session:
+                    yield session
+                    parent = (await session.execute(select(models.Parent))).scalar_one()
+                    for child in list(parent.children):  # lazy load during teardown
+                        await session.delete(child)
+                    await session.commit()
+            finally:
+                await engine.dispose()
+
+
+        @pytest.mark.asyncio
+        async def test_first(session, models):
+            assert len((await session.execute(select(models.Child))).scalars().all()) == 2
+
+
+        @pytest.mark.asyncio
+        async def test_second_sees_teardown(db, models):
+            engine = make_engine(db)
+            try:
+                async with AsyncSession(engine) as session:
+                    assert (await session.execute(select(models.Child))).scalars().all() == []
+            finally:
+                await engine.dispose()
+    """)
+    inner_conftest = INNER_CONFTEST.replace(
+        "@pytest.fixture\ndef models(db):", "@pytest.fixture(scope='module')\ndef models(db):"
+    )
+    files = {"conftest.py": inner_conftest, "test_inner.py": test_module}
+    run_nested("fixture-styles/yield-async-teardown", db, files).require(passed=2)
+
+
+@scenario(
+    "fixture-styles/class-based",
+    checks="async test methods in a class, with an async fixture defined on the class",
+    implicit_io=True,
+)
+def test_class_based(db):
+    test_module = module("""
+        class TestParents:
+            @pytest_asyncio.fixture
+            async def parent(self, db, models):
+                engine = make_engine(db)
+                try:
+                    async with AsyncSession(engine) as session:
+                        yield (await session.execute(select(models.Parent))).scalar_one()
+                finally:
+                    await engine.dispose()
+
+            @pytest.mark.asyncio
+            async def test_children(self, parent):
+                assert [c.name for c in parent.children] == ["c1", "c2"]
+
+            @pytest.mark.asyncio
+            async def test_child_parent(self, parent):
+                assert parent.children[0].parent is parent
+    """)
+    _run("fixture-styles/class-based", db, test_module, passed=2)
+
+
+@scenario(
+    "fixture-styles/parametrized-autouse",
+    checks="a parametrized async fixture and an autouse async fixture, both doing IO, around one async test",
+    implicit_io=True,
+)
+def test_parametrized_autouse(db):
+    test_module = module("""
+        SEEN = []
+
+
+        @pytest_asyncio.fixture(autouse=True)
+        async def audit(db, models):
+            engine = make_engine(db)
+            try:
+                async with AsyncSession(engine) as session:
+                    parent = (await session.execute(select(models.Parent))).scalar_one()
+                    SEEN.append(len(parent.children))  # implicit IO in an autouse fixture
+                    yield
+            finally:
+                await engine.dispose()
+
+
+        @pytest_asyncio.fixture(params=[1, 2])
+        async def child(request, db, models):
+            engine = make_engine(db)
+            try:
+                async with AsyncSession(engine) as session:
+                    yield await session.get(models.Child, request.param)
+            finally:
+                await engine.dispose()
+
+
+        @pytest.mark.asyncio
+        async def test_child(child):
+            assert child.parent.name == "p1"  # many-to-one lazy load
+            assert SEEN and SEEN[-1] == 2
+    """)
+    _run("fixture-styles/parametrized-autouse", db, test_module, passed=2)
+
+
+@scenario(
+    "fixture-styles/sync-test-async-fixture",
+    checks="a plain (sync) test requests an @pytest_asyncio.fixture that does IO",
+)
+def test_sync_test_async_fixture(db):
+    test_module = module("""
+        @pytest_asyncio.fixture
+        async def names(db, models):
+            engine = make_engine(db)
+            try:
+                async with AsyncSession(engine) as session:
+                    return (await session.execute(select(models.Child.name))).scalars().all()
+            finally:
+                await engine.dispose()
+
+
+        def test_sync(names):
+            assert sorted(names) == ["c1", "c2"]
+    """)
+    _run("fixture-styles/sync-test-async-fixture", db, test_module, passed=1)
+
+
+@scenario(
+    "fixture-styles/loop-scope-module",
+    checks="a module-scoped engine fixture on a module-scoped loop (loop_scope), shared by two tests",
+    expect=PASS,
+    unless=[when(pytest_asyncio="<0.24", expect=not_applicable("loop_scope is new in pytest-asyncio 0.24"))],
+    implicit_io=True,
+)
+def test_loop_scope_module(db):
+    test_module = module("""
+        @pytest_asyncio.fixture(scope="module", loop_scope="module")
+        async def engine(db, models):
+            engine = make_engine(db)
+            yield engine
+            await engine.dispose()
+
+
+        @pytest.mark.asyncio(loop_scope="module")
+        async def test_one(engine, models):
+            async with AsyncSession(engine) as session:
+                parent = (await session.execute(select(models.Parent))).scalar_one()
+                assert len(parent.children) == 2
+
+
+        @pytest.mark.asyncio(loop_scope="module")
+        async def test_two(engine, models):
+            async with AsyncSession(engine) as session:
+                child = await session.get(models.Child, 2)
+                assert child.parent.name == "p1"
+    """)
+    inner_conftest = INNER_CONFTEST.replace(
+        "@pytest.fixture\ndef models(db):", "@pytest.fixture(scope='module')\ndef models(db):"
+    )
+    files = {"conftest.py": inner_conftest, "test_inner.py": test_module}
+    run_nested("fixture-styles/loop-scope-module", db, files).require(passed=2)
+
+
+@scenario(
+    "fixture-styles/session-engine-function-loop",
+    checks="an engine from a session-scoped fixture (session loop) used in tests on their own function loops: "
+    "drivers whose connections belong to a loop fail cleanly with asyncio's cross-loop RuntimeError",
+    expect=PASS,
+    unless=[
+        when(pytest_asyncio="<0.24", expect=not_applicable("loop_scope is new in pytest-asyncio 0.24")),
+        when(driver=("asyncpg", "aiomysql", "asyncmy"), expect=raises("RuntimeError")),
+    ],
+)
+def test_session_engine_function_loop(db):
+    test_module = module("""
+        @pytest_asyncio.fixture(scope="session", loop_scope="session")
+        async def engine(db):
+            engine = make_engine(db)
+            async with engine.connect() as conn:  # a pooled connection now belongs to the session loop
+                await conn.execute(select(1))
+            yield engine
+            await engine.dispose()
+
+
+        @pytest.mark.asyncio
+        async def test_first(engine, models):
+            async with engine.connect() as conn:
+                assert (await conn.execute(select(models.Child.id))).scalars().all() == [1, 2]
+
+
+        @pytest.mark.asyncio
+        async def test_second(engine, models):
+            async with engine.connect() as conn:
+                assert (await conn.execute(select(models.Child.id))).scalars().all() == [1, 2]
+    """)
+    _run("fixture-styles/session-engine-function-loop", db, test_module, passed=2)
+
+
+@scenario(
+    "fixture-styles/event-loop-override",
+    checks="a user-defined event_loop fixture (the pre-1.0 way to pick a loop) runs the test on that loop",
+    expect=PASS,
+    unless=[when(pytest_asyncio=">=1.0", expect=not_applicable("pytest-asyncio 1.0 removed the event_loop fixture"))],
+    implicit_io=True,
+)
+def test_event_loop_override(db):
+    test_module = module("""
+        import asyncio
+        import warnings
+
+        MINE = []
+
+
+        @pytest.fixture
+        def event_loop():
+            loop = asyncio.new_event_loop()
+            MINE.append(loop)
+            yield loop
+            loop.close()
+
+
+        @pytest.mark.asyncio
+        async def test_on_my_loop(db, models):
+            assert asyncio.get_running_loop() is MINE[-1]
+            engine = make_engine(db)
+            try:
+                async with AsyncSession(engine) as session:
+                    parent = (await session.execute(select(models.Parent))).scalar_one()
+                    assert len(parent.children) == 2
+            finally:
+                await engine.dispose()
+    """)
+    _run("fixture-styles/event-loop-override", db, test_module, passed=1)
+
+
+@scenario(
+    "fixture-styles/anyio-marker",
+    checks="@pytest.mark.anyio test (asyncio backend) with implicit IO, next to pytest-asyncio",
+    implicit_io=True,
+)
+@pytest.mark.anyio
+async def test_anyio_marker(db, models):
+    from sqlalchemy import select
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from matrix.scenarios.support import make_engine
+
+    engine = make_engine(db)
+    try:
+        async with AsyncSession(engine) as session:
+            parent = (await session.execute(select(models.Parent))).scalar_one()
+            assert [c.name for c in parent.children] == ["c1", "c2"]
+    finally:
+        await engine.dispose()

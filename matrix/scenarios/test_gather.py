@@ -14,7 +14,8 @@ from matrix.scenarios.support import checked_out, make_engine, pooled_engine, ta
 HANG = 20.0
 # Statements that keep a connection busy for a while, per database kind.
 SLOW = {
-    "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000) SELECT count(*) FROM c",
+    "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000) "
+    "SELECT count(*) FROM c",
     "postgresql": "SELECT pg_sleep(3)",
     "mysql": "SELECT SLEEP(3)",
 }
@@ -107,9 +108,9 @@ async def test_lock_outside_loop(db):
     lock = LOCKS[db.id]
 
     async def guarded(i: int) -> int:
-        async with lock:  # held across IO, so the others must wait on it: that is where the loop matters
-            async with AsyncSession(engine) as session:
-                return (await session.execute(select(literal(i)))).scalar_one()
+        # The lock is held across IO, so the others must wait on it: that is where its loop matters.
+        async with lock, AsyncSession(engine) as session:
+            return (await session.execute(select(literal(i)))).scalar_one()
 
     try:
         assert await gather_all(*(guarded(i) for i in range(3))) == [0, 1, 2]
@@ -207,4 +208,3 @@ async def test_pool_timeout(db):
         await _hold_all(engine, 4, 2.0)
     finally:
         await engine.dispose()
-

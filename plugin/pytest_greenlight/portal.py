@@ -27,7 +27,7 @@ import types
 from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any, Callable, Optional, TypeVar
 
-from greenlet import GreenletExit, getcurrent
+from greenlet import GreenletExit, getcurrent, greenlet
 
 from . import compat
 
@@ -154,6 +154,28 @@ def install(loop: asyncio.AbstractEventLoop) -> None:
     if isinstance(current, PortalTaskFactory):
         return
     loop.set_task_factory(PortalTaskFactory(current))
+    _run_from_a_fresh_greenlet(loop)
+
+
+def _run_from_a_fresh_greenlet(loop: asyncio.AbstractEventLoop) -> None:
+    """Make ``run_forever`` (and so ``run_until_complete``) run the loop in a greenlet of its own.
+
+    Each switch makes greenlet walk the Python frames of the greenlet it leaves (greenlet 3 on Python 3.12+). Under
+    pytest the loop runs some 60 frames deep, and every suspension switches twice, so the walk cost more than the
+    switch itself (measured with callgrind: +15k instructions per suspension at depth 80). A fresh greenlet's frames
+    start at ``run_forever``.
+    """
+    original = loop.run_forever
+
+    def run_forever() -> None:
+        runner = greenlet(original)
+        runner.gr_context = getcurrent().gr_context  # a new greenlet starts in an empty context otherwise
+        runner.switch()
+
+    try:
+        loop.run_forever = run_forever  # type: ignore[method-assign]
+    except AttributeError:  # a compiled loop (uvloop) has no instance dict: keep its own run_forever
+        pass
 
 
 def add_close_callback(loop: asyncio.AbstractEventLoop, callback: Callable[[], Awaitable[None]]) -> bool:

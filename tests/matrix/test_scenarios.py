@@ -1,0 +1,163 @@
+"""The scenario suite run for real, as the matrix runner runs it: a subprocess pytest with the recorder, per subject.
+
+The claim checked here is the suite's reason to exist: a scenario's recorded verdict changes when the thing it
+checks is broken. Without a greenlet portal (subject ``none``) every scenario declared ``implicit_io`` is recorded
+``broken`` with ``MissingGreenlet``; with pytest-greenlight, everything is ``works`` (or skipped, with a reason).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from matrix.scenarios import catalogue
+from matrix.scenarios.core import REGISTRY
+
+REPO = Path(__file__).resolve().parents[2]
+SUITE = REPO / "matrix" / "scenarios"
+BASE = ["-p", "pytest_asyncio.plugin", "-p", "anyio.pytest_plugin", "-p", "pytest_timeout"]
+SUBJECT_PLUGINS = {"none": [], "greenlight": ["-p", "pytest_greenlight.hooks"]}
+LOCAL = {
+    "postgresql": ("postgresql", "asyncpg", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"),
+    "mariadb": ("mysql", "aiomysql", "mysql+aiomysql://root@127.0.0.1:3306/test"),
+}
+SCHEMA_KEYS = {
+    "id", "category", "database", "driver", "checks", "expected", "outcome", "exception", "verdict", "duration",
+    "message", "traceback",
+}  # fmt: skip
+
+
+def sqlite(tmp: Path) -> dict[str, str]:
+    return {"name": "sqlite", "kind": "sqlite", "driver": "aiosqlite", "url": f"sqlite+aiosqlite:///{tmp}/x.db"}
+
+
+def local(name: str) -> dict[str, str]:
+    kind, driver, url = LOCAL[name]
+    return {"name": name, "kind": kind, "driver": driver, "url": url}
+
+
+def run_suite(
+    tmp: Path, subject: str, databases: Sequence[dict[str, str]], *args: str, extra_path: str = ""
+) -> tuple[list[dict[str, Any]], str]:
+    """Run the suite like the matrix runner does; return the recorded lines and pytest's output."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    out = tmp / f"{subject}.jsonl"
+    plugins = BASE + SUBJECT_PLUGINS[subject]
+    env = {
+        **os.environ,
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), extra_path])),
+        "GREENLIGHT_CELL": json.dumps({"id": "test", "subject": subject}),
+        "GREENLIGHT_DATABASES": json.dumps(list(databases)),
+        "GREENLIGHT_PLUGIN_ARGS": json.dumps(plugins),
+        "GREENLIGHT_SCENARIO_OUT": str(out),
+    }
+    command = [sys.executable, "-m", "pytest", str(SUITE), "-p", "matrix.scenarios.recorder", *plugins]
+    done = subprocess.run(
+        [*command, "--timeout=60", "-q", *args],
+        env=env,
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    lines = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    return lines, done.stdout[-5000:] + done.stderr[-3000:]
+
+
+def check_verdicts(lines: list[dict[str, Any]], subject: str, databases: Sequence[dict[str, str]]) -> None:
+    """Every scenario has one line per database, and its verdict is what its declaration says it must be."""
+    catalogue.load_all()
+    seen = {(line["id"], line["database"], line["driver"]) for line in lines}
+    wanted = {(sid, db["name"], db["driver"]) for sid in REGISTRY for db in databases}
+    assert seen == wanted, f"missing {sorted(wanted - seen)[:5]}, unexpected {sorted(seen - wanted)[:5]}"
+    problems = []
+    for line in lines:
+        assert set(line) == SCHEMA_KEYS
+        declared = REGISTRY[line["id"]]
+        if line["verdict"] == "skipped":
+            assert line["message"], f"{line['id']} skipped without a reason"
+            continue
+        if subject == "none" and declared.implicit_io:
+            ok = line["verdict"] == "broken" and line["exception"] == "sqlalchemy.exc.MissingGreenlet"
+        else:
+            ok = line["verdict"] == "works"
+        if not ok:
+            problems.append(
+                f"{line['id']} [{line['database']}-{line['driver']}]: expected {line['expected']}, "
+                f"got {line['outcome']} {line['exception']}: {(line['message'] or '')[:300]}"
+            )
+    assert not problems, "\n".join(problems)
+
+
+def run_both(tmp: Path, databases: Sequence[dict[str, str]]) -> None:
+    # The two subjects are independent pytest processes: run them side by side to halve the wall time.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {s: pool.submit(run_suite, tmp / s, s, databases) for s in SUBJECT_PLUGINS}
+    for subject, future in futures.items():
+        lines, output = future.result()
+        assert lines, output
+        check_verdicts(lines, subject, databases)
+
+
+def test_sqlite_with_and_without_the_plugin(tmp_path: Path) -> None:
+    run_both(tmp_path, [sqlite(tmp_path)])
+
+
+@pytest.mark.local_servers
+def test_local_servers_with_and_without_the_plugin(tmp_path: Path) -> None:
+    run_both(tmp_path, [local("postgresql"), local("mariadb")])
+
+
+# Breaks what the pool-hygiene scenarios check: sessions never give their connection back.
+SABOTEUR = """
+import sqlalchemy.ext.asyncio
+
+
+async def _close_without_returning(self):
+    pass
+
+
+def pytest_configure(config):
+    sqlalchemy.ext.asyncio.AsyncSession.close = _close_without_returning
+"""
+
+
+def test_pool_scenarios_see_leaked_connections(tmp_path: Path) -> None:
+    """The same scenarios that work above are recorded broken once sessions stop returning connections."""
+    (tmp_path / "saboteur.py").write_text(SABOTEUR)
+    picked = "concurrent_sessions or task_group or pool_overflow_waits"
+    lines, output = run_suite(
+        tmp_path / "run", "none", [sqlite(tmp_path)], "-k", picked, "-p", "saboteur", extra_path=str(tmp_path)
+    )
+    verdicts = {line["id"]: line["verdict"] for line in lines if line["verdict"] != "skipped"}
+    assert verdicts, output
+    assert set(verdicts.values()) == {"broken"}, verdicts
+    assert {"gather/concurrent-sessions", "gather/pool-overflow-waits"} <= set(verdicts)
+
+
+def test_readme_catalogue_is_current() -> None:
+    """The README table is generated from the declarations; regenerate with python -m matrix.scenarios.catalogue."""
+    assert catalogue.readme_table() == catalogue.table()
+
+
+def test_every_category_has_scenarios_and_every_test_is_a_scenario() -> None:
+    """Each test in matrix/scenarios is declared (the recorder ignores undeclared ones, so they would vanish)."""
+    from matrix.scenarios.core import CATEGORIES, scenario_of
+
+    catalogue.load_all()
+    assert {s.category for s in REGISTRY.values()} == set(CATEGORIES)
+    for module in SUITE.glob("test_*.py"):
+        loaded = sys.modules[f"matrix.scenarios.{module.stem}"]
+        for name, value in vars(loaded).items():
+            if name.startswith("test_") and callable(value):
+                assert scenario_of(value) is not None, f"{module.name}::{name} has no @scenario"
