@@ -22,6 +22,7 @@ so they reach user code with their original type.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import types
 from collections.abc import Awaitable, Coroutine, Generator
@@ -172,10 +173,9 @@ def _run_from_a_fresh_greenlet(loop: asyncio.AbstractEventLoop) -> None:
         runner.gr_context = getcurrent().gr_context  # a new greenlet starts in an empty context otherwise
         runner.switch()
 
-    try:
+    # A compiled loop (uvloop) has no instance dict: it keeps its own run_forever.
+    with contextlib.suppress(AttributeError):
         loop.run_forever = run_forever  # type: ignore[method-assign]
-    except AttributeError:  # a compiled loop (uvloop) has no instance dict: keep its own run_forever
-        pass
 
 
 def add_close_callback(loop: asyncio.AbstractEventLoop, callback: Callable[[], Awaitable[None]]) -> bool:
