@@ -2,7 +2,7 @@
 # requires-python = ">=3.9"
 # dependencies = [
 #     "nox>=2025.10", "testcontainers>=4.8", "filelock>=3.12", "tomli>=2; python_version<'3.11'",
-#     "pg8000>=1.29", "pymysql>=1.1",
+#     "pg8000>=1.29", "pymysql>=1.1", "jinja2>=3.1", "markupsafe>=2.1",
 # ]
 # ///
 """Sessions only: each one is a thin call into matrix/ or reports/ (see README "How it fits together")."""

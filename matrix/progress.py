@@ -5,7 +5,8 @@
   3.14 not found``. A handler on nox's logger turns that line into ``interpreter-missing`` results, in
   whichever process ran the session (the top-level one, or a ``nox -j`` worker).
 * At the end of the invocation (``atexit`` in the top-level process only) it prints what this run wrote: cells
-  by status, verdict totals, and every database that was not run, with the reason.
+  by status, verdict totals, and every database that was not run, with the reason; then it builds the report
+  from ``build/results`` and prints its path.
 """
 
 from __future__ import annotations
@@ -134,9 +135,17 @@ def summarize(results: Path, run: str) -> list[str]:
     return lines
 
 
-def print_summary(results: Path, run: str, stream: TextIO = sys.stderr) -> None:
-    for line in summarize(results, run):
+def finish(results: Path, run: str, stream: TextIO = sys.stderr) -> None:
+    """End of a matrix run: the summary, then the report built from everything in ``results``."""
+    lines = summarize(results, run)
+    for line in lines:
         print(line, file=stream)
+    if not lines:
+        return  # this invocation ran no matrix cell (e.g. `nox -s tests`)
+    from reports import build
+
+    # --no-docs: a run of a few cells must not rewrite the support table; `nox -s report` does that on purpose.
+    build.main(["--results", str(results), "--out", str(results.parent / "report"), "--no-docs"])
 
 
 def install(axes_path: Path, results: Path = RESULTS) -> None:
@@ -145,4 +154,4 @@ def install(axes_path: Path, results: Path = RESULTS) -> None:
     if not any(isinstance(h, MissingInterpreterHandler) for h in logger.handlers):
         logger.addHandler(MissingInterpreterHandler(results, axes_path))
     if os.environ.get("GREENLIGHT_INVOCATION") == str(os.getpid()):
-        atexit.register(print_summary, results, os.environ.get("GREENLIGHT_RUN_ID", ""))
+        atexit.register(finish, results, os.environ.get("GREENLIGHT_RUN_ID", ""))
