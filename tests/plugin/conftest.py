@@ -89,15 +89,16 @@ class Runner:
     url: str
 
     def run(
-        self, source: str, *args: str, plugin: bool = True, mode: str = "strict", ini: str = ""
+        self, source: str, *args: str, plugin: bool = True, mode: str = "strict", ini: str = "", autoload: bool = False
     ) -> pytest.RunResult:
+        """Run ``source`` as test_inner.py. ``autoload``: as a user has it, every installed plugin loads itself."""
         self.pytester.makepyfile(models=MODELS, test_inner=textwrap.dedent(source))
         self.pytester.makeconftest(INNER_CONFTEST)
         extra = ini
         if _asyncio_version() >= (0, 24):
             extra += "\nasyncio_default_fixture_loop_scope = function"
         self.pytester.makeini(INI.format(mode=mode, extra=extra))
-        plugins = BASE_PLUGINS + (GREENLIGHT if plugin else ())
+        plugins = () if autoload else BASE_PLUGINS + (GREENLIGHT if plugin else ())
         return self.pytester.runpytest_subprocess(*plugins, "-p", "no:cacheprovider", *args)
 
 

@@ -201,3 +201,14 @@ def test_marker_turns_the_portal_off_and_explains(runner: Runner) -> None:
     result = runner.run(source)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*greenlight: why this failed*", "*portal was OFF for this test*"])
+
+
+def test_installed_plugin_loads_itself_and_p_no_greenlight_turns_it_off(
+    runner: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As a user has it: autoload on, the plugin found through its pytest11 entry point.
+    monkeypatch.delenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+    runner.run(LAZY_LOAD_IN_TEST, autoload=True).assert_outcomes(passed=1)
+    off = runner.run(LAZY_LOAD_IN_TEST, "-p", "no:greenlight", autoload=True)
+    off.assert_outcomes(failed=1)
+    off.stdout.fnmatch_lines(["*MissingGreenlet*"])
