@@ -29,19 +29,21 @@ os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
 os.environ.setdefault("GREENLIGHT_INVOCATION", str(os.getpid()))
 os.environ.setdefault("GREENLIGHT_RUN_ID", time.strftime("%Y-%m-%dT%H:%M:%SZ-", time.gmtime()) + f"{os.getpid():x}")
 
-# The oldest and the newest supported stacks; `tests` runs the suite on both.
+# The oldest and the newest supported stacks. The plugin's tests run on both; the matrix, report and workflow tests
+# exercise our own tooling (each cell builds its own environment), so they run once, on the newest.
 STACKS = {
     "oldest": ["sqlalchemy[asyncio]==1.4.*", "pytest-asyncio==0.21.*", "pytest==7.4.*", "anyio==4.0.*"],
     "newest": ["sqlalchemy[asyncio]==2.1.*", "pytest-asyncio==1.*", "pytest==9.*", "anyio>=4"],
 }
+STACK_TESTS = {"oldest": ["tests/plugin"], "newest": ["tests"]}
 
 
 @nox.session
 @nox.parametrize("stack", list(STACKS))
 def tests(session: nox.Session, stack: str) -> None:
-    """Run the project's own tests on the oldest and the newest supported stack."""
+    """Run the project's tests: the plugin's on the oldest and the newest stack, everything on the newest."""
     session.install("--group", "tests", "-e", ".", *STACKS[stack])
-    session.run("pytest", *session.posargs)
+    session.run("pytest", "--durations=15", *(session.posargs or STACK_TESTS[stack]))
 
 
 @nox.session(name="bench-portal", default=False)
@@ -74,7 +76,18 @@ except axes.AxesError as error:
     AXES_ERROR = str(error)
 progress.install(AXES_FILE)
 
+# `nox -s matrix -- --fresh` (ignore previous results) and `-- --smoke` (newest value of each axis only) are
+# matrix options, not pytest's: environment variables carry them to the cells and to `nox -j` workers.
+_POSARGS = sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else []
+for _flag, _variable in (("--fresh", "GREENLIGHT_FRESH"), ("--smoke", "GREENLIGHT_SMOKE")):
+    if _flag in _POSARGS:
+        os.environ[_variable] = "1"
+
 if MATRIX is not None:
+    if os.environ.get("GREENLIGHT_SMOKE", "") not in ("", "0"):
+        from matrix.run import smoke
+
+        MATRIX = smoke(MATRIX)
     CELL_PARAMS = [
         # Readable ids (sa2.1-pa1), and tags (sa2_1, pa1) that `-k` can name: "sa2.1" is no Python identifier.
         nox.param(sa, pa, id=f"sa{sa}-pa{pa}", tags=[f"sa{sa}".replace(".", "_"), f"pa{pa}".replace(".", "_")])
@@ -117,3 +130,12 @@ def images(session: nox.Session) -> None:
         build_all(ROOT / "build" / "images", only=session.posargs or None, log=session.log)
     except ImageBuildError as exc:
         session.error(str(exc))
+
+
+@nox.session(venv_backend="none", default=False)
+def bench(session: nox.Session) -> None:
+    """Measure the matrix: cold -j 1 vs -j auto, warm re-run, per-cell costs, uv vs pip, containers, portal."""
+    from matrix import bench as matrix_bench
+
+    if matrix_bench.main(session.posargs) != 0:
+        session.error("a benchmarked matrix run failed (its log is in build/bench/)")
