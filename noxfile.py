@@ -134,7 +134,7 @@ def images(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none", default=False)
 def bench(session: nox.Session) -> None:
-    """Measure the matrix: cold -j 1 vs -j auto, warm re-run, per-cell costs, uv vs pip, containers, portal."""
+    """Time cells cold (-j 1, -j auto) and warm, per-cell costs, uv vs pip, container starts, portal cost."""
     from matrix import bench as matrix_bench
 
     if matrix_bench.main(session.posargs) != 0:

@@ -10,6 +10,7 @@ password is replaced by ``***`` and every text is capped at 4,000 characters.
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import os
 import re
@@ -63,6 +64,27 @@ def make_redactor(secrets: Iterable[str] = ()) -> Callable[[str], str]:
         return _URL_PASSWORD.sub(r"\g<head>***@", text)
 
     return redact
+
+
+def redact_file(path: Union[str, Path], secrets: Iterable[str]) -> bool:
+    """Redact, in place, a file another program wrote (pytest's JUnit XML holds failure messages and captured
+    output verbatim): raw, URL-quoted and XML-escaped forms of every secret, and any URL password. Returns
+    whether anything was replaced; a missing file is left missing."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return False
+    forms = {form for secret in secrets if secret for form in (secret, quote(secret, safe=""), unquote(secret))}
+    escaped = {html.escape(form, quote=both) for form in forms for both in (True, False)}
+    clean = make_redactor([*forms, *escaped])(text)
+    if clean == text:
+        return False
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        out.write(clean)
+    os.replace(temp, path)
+    return True
 
 
 def cap(text: str, limit: int = CAP) -> str:

@@ -20,6 +20,7 @@ Nothing here raises for a broken scenario or an unavailable database: those are 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -258,8 +259,11 @@ class Databases:
                 else:
                     server = self.servers[database.name]
                     if database.name not in fresh:
+                        # The invocation is part of the name: two runs sharing one server (two CI jobs, two
+                        # people, one GREENLIGHT_POSTGRES_URL) would otherwise drop each other's database.
+                        unique = f"{key}__{self.provisioner.invocation}"
                         try:
-                            fresh[database.name] = stack.enter_context(self.provisioner.cell_database(server, key))
+                            fresh[database.name] = stack.enter_context(self.provisioner.cell_database(server, unique))
                         except Exception as exc:
                             self._infra_error(database, f"creating the cell's database failed: {exc}")
                             continue
@@ -271,6 +275,27 @@ class Databases:
         for target in self.targets:
             if target.database is database:
                 target.status, target.reason = "infra-error", reason
+
+    def check_servers(self) -> list[str]:
+        """After a run: a server that no longer answers (its container was killed or died, the engine stopped)
+        turns its database into an infrastructure error, so what its scenarios recorded is not blamed on the
+        subject. Returns the names of the databases lost."""
+        from matrix.provision import admin
+
+        lost: list[str] = []
+        for name, server in list(self.servers.items()):
+            try:
+                admin.server_version(server)
+            except Exception as exc:
+                database = next(t.database for t in self.targets if t.database.name == name)
+                self._infra_error(database, f"{name} stopped answering during the run: {type(exc).__name__}: {exc}")
+                del self.servers[name]  # later subject runs of this cell do not try it again
+                lost.append(name)
+        return lost
+
+    def lost_pairs(self) -> set[tuple[str, str]]:
+        """(database, driver) pairs whose server failed mid-run: their scenario lines are not results."""
+        return {(t.database.name, t.driver) for t in self.targets if t.status == "infra-error"}
 
 
 def _fit(name: str, server_version: Optional[str]) -> tuple[int, int]:
@@ -479,6 +504,9 @@ class CellRunner:
         if self.plan.excluded_reason is not None:
             self.say(f"{self.position}: excluded: {self.plan.excluded_reason}")
             return [self.write(s, "excluded", self.plan.excluded_reason) for s in self.matrix.subjects]
+        reused = self.reuse_previous()
+        if reused is not None:
+            return reused
         shutil.rmtree(self.work, ignore_errors=True)
         self.work.mkdir(parents=True)
         self.say(f"{self.position}: installing into {self.python.parent.parent.name}")
@@ -556,6 +584,8 @@ class CellRunner:
                 timings["pytest"] = stop.seconds
                 self.write(subject, "crashed", stop.reason, versions, databases, out, timings)
                 raise KeyboardInterrupt from None
+            for name in databases.check_servers():
+                self.say(f"{label}: {name} stopped answering during the run: its results are infra-error")
         timings["pytest"] = seconds
         status = "completed" if ran.status == "completed" else "crashed"
         path = self.write(subject, status, ran.reason, versions, databases, out, timings)
@@ -647,6 +677,14 @@ class CellRunner:
             ]
             secrets = set()
         self.done.add(subject.name)
+        if lines is not None:  # a subject run: pytest's own JUnit XML is not redacted by anything else
+            collect.redact_file(collect.result_path(self.results, self.cell.id, subject.name, ".xml"), secrets)
+        read = collect.read_lines(lines)
+        if databases is not None:
+            # Lines recorded against a server that failed mid-run are the fault's, not the subject's: dropped,
+            # they become not-run entries carrying the database's infra-error reason.
+            lost = databases.lost_pairs()
+            read.entries = [e for e in read.entries if (e.get("database"), e.get("driver")) not in lost]
         result = collect.build_result(
             run_id=self.run,
             cell=self.cell.as_dict(),
@@ -655,18 +693,54 @@ class CellRunner:
             reason=reason,
             versions=versions or {},
             databases=entries,
-            lines=collect.read_lines(lines),
+            lines=read,
             secrets=secrets,
-            cache_key=self.cache_key(versions) if versions else None,
+            cache_key=self.cache_key(versions, subject) if versions else None,
             timings=timings,
             log=lambda message: self.say(f"{self.cell.id} {subject.name}: {message}"),
         )
         return collect.write_result(result, self.results)
 
-    def cache_key(self, versions: Mapping[str, str]) -> str:
+    def cache_key(self, versions: Mapping[str, str], subject: Subject) -> str:
+        """The key :mod:`matrix.cache` checks before installing; when what got installed differs from what it
+        resolved (a driver dropped, a release in between), the older content-only key, which never matches it."""
+        cell_cache = getattr(self, "cell_cache", None)
+        resolved = cell_cache.resolution.versions if cell_cache is not None else None
+        key = cell_cache.key(subject) if cell_cache is not None else None
+        if key is not None and resolved is not None and all(versions.get(n) == v for n, v in resolved.items()):
+            return key
         images = [f"{db.name}={db.image}|{db.offline_image}" for db in self.matrix.databases]
         sources = [ROOT / "matrix" / "scenarios", ROOT / "plugin" / "pytest_greenlight"]
         return collect.cache_key(versions, [s for s in sources if s.exists()], images)
+
+    def reuse_previous(self) -> Optional[list[Path]]:
+        """Re-use every subject's previous result when its cache key is unchanged (see :mod:`matrix.cache`)."""
+        from matrix import cache
+
+        if cache.fresh_requested():
+            self.say(f"{self.position}: --fresh: not looking at previous results")
+        try:
+            self.cell_cache = cache.CellCache(self.matrix, self.cell, self.python, self.pytest_args)
+        except Exception as exc:  # the cache only saves time: when it cannot decide, the cell runs
+            self.say(f"{self.position}: cache check failed ({type(exc).__name__}: {exc}); running the cell")
+            return None
+        if cache.fresh_requested():
+            return None
+        if self.cell_cache.resolution.versions is None:
+            self.say(f"{self.position}: versions not resolvable without installing; running the cell")
+            return None
+        runnable = [s for s in self.matrix.subjects if self.plan.subject_reason(s.name) is None]
+        stored = self.cell_cache.reusable(self.results, self.cell.id, runnable)
+        if stored is None:
+            return None
+        seconds = self.cell_cache.seconds
+        written = [cache.reuse(stored[s.name], self.results, self.run, seconds) for s in runnable]
+        for subject in self.matrix.subjects:
+            reason = self.plan.subject_reason(subject.name)
+            if reason is not None:
+                written.append(self.write(subject, "excluded", reason))
+        self.say(f"{self.position}: unchanged (cache check {seconds:.1f} s): re-used {len(runnable)} result(s)")
+        return written
 
     def report_databases(self, databases: Databases) -> None:
         for target in databases.targets:
@@ -692,6 +766,30 @@ def sigterm_as_interrupt() -> Iterator[None]:
 # --- entry point from noxfile.py ----------------------------------------------------------------------------
 
 
+# Matrix options, not pytest's: noxfile.py turns them into environment variables that `nox -j` workers inherit.
+RUNNER_FLAGS = ("--fresh", "--smoke")
+
+
+def scenario_args(posargs: Sequence[str]) -> tuple[str, ...]:
+    return tuple(arg for arg in posargs if arg not in RUNNER_FLAGS)
+
+
+def smoke(matrix: Matrix, have_python: Callable[[str], bool] = lambda v: bool(shutil.which(f"python{v}"))) -> Matrix:
+    """The ``--smoke`` preset: the newest value of each axis, one cell. The newest Python *on this machine*: a
+    smoke run on a missing interpreter would answer nothing."""
+
+    def newest(values: Sequence[str]) -> tuple[str, ...]:
+        return (max(values, key=lambda v: tuple(int(part) for part in v.split("."))),)
+
+    pythons = [v for v in matrix.pythons if have_python(v)] or list(matrix.pythons)
+    return dataclasses.replace(
+        matrix,
+        pythons=newest(pythons),
+        sqlalchemy=newest(matrix.sqlalchemy),
+        pytest_asyncio=newest(matrix.pytest_asyncio),
+    )
+
+
 def run_session(session: Any, sqlalchemy: str, pytest_asyncio: str, env_seconds: Optional[float] = None) -> None:
     """The body of the ``matrix`` nox session for one cell."""
     matrix = axes.load(os.environ.get("GREENLIGHT_AXES", axes.DEFAULT_PATH))
@@ -699,7 +797,7 @@ def run_session(session: Any, sqlalchemy: str, pytest_asyncio: str, env_seconds:
     venv = Path(session.virtualenv.location)
     python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     runner = CellRunner(
-        matrix, cell, python, say=session.log, env_seconds=env_seconds, pytest_args=tuple(session.posargs)
+        matrix, cell, python, say=session.log, env_seconds=env_seconds, pytest_args=scenario_args(session.posargs)
     )
     with sigterm_as_interrupt():
         runner.execute()

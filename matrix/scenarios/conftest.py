@@ -100,9 +100,3 @@ def models(db: Target) -> Iterator[SimpleNamespace]:
     create_tables(db, found)
     yield found
     drop_tables(db, found)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    """anyio-marked scenarios run on asyncio only: the databases' drivers are asyncio libraries."""
-    return "asyncio"

@@ -63,6 +63,11 @@ class NestedResult:
             raise NestedFailure(f"{db.id} was not part of the nested run (its dialect is missing?)")
         return NestedResult(self.returncode, [e for e in self.entries if belongs(e["nodeid"])], self.output, self.ids)
 
+    def for_module(self, filename: str) -> NestedResult:
+        """Entries of one inner module (a group runs several)."""
+        entries = [e for e in self.entries if e["nodeid"].split("::")[0] == filename]
+        return NestedResult(self.returncode, entries, self.output, self.ids)
+
     def failures(self) -> list[dict[str, Any]]:
         return [e for e in self.entries if e["outcome"] == "failed"]
 
@@ -78,6 +83,37 @@ class NestedResult:
             skipped = [e for e in self.entries if e["outcome"] == "skipped"]
             detail = skipped[0]["longrepr"][-500:] if skipped else self.output[-1500:]
             raise NestedFailure(f"{len(self.passed())} of {passed} inner tests passed: {detail}")
+
+
+# Runs last (pytest collects files in name order): session-scoped finalizers then fail in its teardown, not in the
+# teardown of whichever scenario module happened to run last.
+_LAST = "test_zzz_session_end.py"
+_LAST_MODULE = "def test_session_end():\n    pass\n"
+
+
+class NestedGroup:
+    """Nested scenarios sharing one configuration: one pytest process per database runs all their inner modules
+    (``test_<name>.py``), and each scenario reads the results of its own module. Modules are added at import time,
+    so the first scenario to run starts the process with all of them."""
+
+    def __init__(self, key: str, *, conftest: str | None = None, args: Sequence[str] = ()) -> None:
+        self.key = key
+        self.conftest = conftest
+        self.args = [*args, "--continue-on-collection-errors"]  # one broken module must not stop the others
+        self.modules: dict[str, str] = {}
+
+    def add(self, name: str, text: str, *, applies: bool = True) -> str:
+        """Register inner module ``test_<name>.py``; ``applies=False`` (the scenario is n/a here) leaves it out."""
+        if applies:
+            self.modules[f"test_{name}.py"] = text
+        return text
+
+    def run(self, name: str, db: Target) -> NestedResult:
+        filename = f"test_{name}.py"
+        if filename not in self.modules:
+            raise NestedFailure(f"{filename} is not part of the nested group {self.key!r} here")
+        files = {"conftest.py": self.conftest or INNER_CONFTEST, **self.modules, _LAST: _LAST_MODULE}
+        return run_nested(self.key, db, files, args=self.args, isolated=True).for_module(filename)
 
 
 def plugin_args(environ: Mapping[str, str] = os.environ) -> list[str]:
@@ -127,6 +163,8 @@ def models(db):
 """
 
 _RESULTS: dict[str, NestedResult] = {}
+# Strict-mode layouts of several categories (fixture styles, fixture scopes) share one nested run per database.
+STRICT_LAYOUTS = NestedGroup("strict-layouts")
 
 
 def run_nested(

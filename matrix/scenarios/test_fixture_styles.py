@@ -8,26 +8,43 @@ from __future__ import annotations
 
 import textwrap
 
-import pytest
-
-from matrix.scenarios.core import PASS, not_applicable, raises, scenario, when
-from matrix.scenarios.nested import INNER_CONFTEST, ini_text, run_nested
+from matrix.scenarios.core import PASS, current_axes, not_applicable, raises, scenario, version_matches, when
+from matrix.scenarios.nested import INNER_CONFTEST, STRICT_LAYOUTS, has_loop_scope, ini_text, run_nested
 
 
-@scenario(
-    "fixture-styles/strict-mode",
-    checks="asyncio_mode=strict: @pytest_asyncio.fixture (yield, async teardown) and @pytest.mark.asyncio tests",
-    implicit_io=True,
-)
-def test_strict_mode(db):
-    test_module = """
-        import pytest
-        import pytest_asyncio
-        from sqlalchemy import select
-        from sqlalchemy.ext.asyncio import AsyncSession
-        from matrix.scenarios.support import make_engine
+def module(body: str) -> str:
+    """An inner test module: the common imports, then ``body`` (each dedented on its own)."""
+    return textwrap.dedent(_HEADER) + textwrap.dedent(body)
 
 
+_HEADER = """
+    import pytest
+    import pytest_asyncio
+    from sqlalchemy import select
+    from sqlalchemy.ext.asyncio import AsyncSession
+    from matrix.scenarios.support import make_engine
+"""
+# For layouts whose tests share one set of tables for the whole module (overrides the inner conftest's).
+MODULE_MODELS = """
+    import pytest
+    from matrix.scenarios.support import create_tables, drop_tables, make_models, unique_prefix
+
+
+    @pytest.fixture(scope="module")
+    def models(db):
+        found = make_models(unique_prefix())
+        create_tables(db, found)
+        yield found
+        drop_tables(db, found)
+"""
+# The strict-mode layouts share one nested pytest per database (a fresh interpreter costs seconds); each scenario
+# reads the results of its own inner module.
+LAYOUTS = STRICT_LAYOUTS
+
+
+_STRICT_MODE = LAYOUTS.add(
+    "strict_mode",
+    module("""
         @pytest_asyncio.fixture
         async def parent(db, models):
             engine = make_engine(db)
@@ -46,9 +63,17 @@ def test_strict_mode(db):
         @pytest.mark.asyncio
         async def test_lazy(parent):
             assert [c.name for c in parent.children] == ["c1", "c2"]
-    """
-    files = {"conftest.py": INNER_CONFTEST, "test_inner.py": test_module}
-    run_nested("fixture-styles/strict-mode", db, files).require(passed=1)
+    """),
+)
+
+
+@scenario(
+    "fixture-styles/strict-mode",
+    checks="asyncio_mode=strict: @pytest_asyncio.fixture (yield, async teardown) and @pytest.mark.asyncio tests",
+    implicit_io=True,
+)
+def test_strict_mode(db):
+    LAYOUTS.run("strict_mode", db).require(passed=1)
 
 
 @scenario(
@@ -82,32 +107,10 @@ def test_auto_mode(db):
     run_nested("fixture-styles/auto-mode", db, files, ini=ini_text(mode="auto")).require(passed=1)
 
 
-def _run(key: str, db, test_module: str, passed: int, **options) -> None:
-    files = {"conftest.py": INNER_CONFTEST, "test_inner.py": test_module}
-    run_nested(key, db, files, **options).require(passed=passed)
-
-
-def module(body: str) -> str:
-    """An inner test module: the common imports, then ``body`` (each dedented on its own)."""
-    return textwrap.dedent(_HEADER) + textwrap.dedent(body)
-
-
-_HEADER = """
-    import pytest
-    import pytest_asyncio
-    from sqlalchemy import select
-    from sqlalchemy.ext.asyncio import AsyncSession
-    from matrix.scenarios.support import make_engine
-"""
-
-
-@scenario(
-    "fixture-styles/yield-async-teardown",
-    checks="a yield fixture whose async teardown does IO (lazy load, delete, commit); the next test sees it ran",
-    implicit_io=True,
-)
-def test_yield_async_teardown(db):
-    test_module = module("""
+_YIELD_ASYNC_TEARDOWN = LAYOUTS.add(
+    "yield_async_teardown",
+    textwrap.dedent(MODULE_MODELS)
+    + module("""
         @pytest_asyncio.fixture
         async def session(db, models):
             engine = make_engine(db)
@@ -135,21 +138,22 @@ def test_yield_async_teardown(db):
                     assert (await session.execute(select(models.Child))).scalars().all() == []
             finally:
                 await engine.dispose()
-    """)
-    inner_conftest = INNER_CONFTEST.replace(
-        "@pytest.fixture\ndef models(db):", "@pytest.fixture(scope='module')\ndef models(db):"
-    )
-    files = {"conftest.py": inner_conftest, "test_inner.py": test_module}
-    run_nested("fixture-styles/yield-async-teardown", db, files).require(passed=2)
+    """),
+)
 
 
 @scenario(
-    "fixture-styles/class-based",
-    checks="async test methods in a class, with an async fixture defined on the class",
+    "fixture-styles/yield-async-teardown",
+    checks="a yield fixture whose async teardown does IO (lazy load, delete, commit); the next test sees it ran",
     implicit_io=True,
 )
-def test_class_based(db):
-    test_module = module("""
+def test_yield_async_teardown(db):
+    LAYOUTS.run("yield_async_teardown", db).require(passed=2)
+
+
+_CLASS_BASED = LAYOUTS.add(
+    "class_based",
+    module("""
         class TestParents:
             @pytest_asyncio.fixture
             async def parent(self, db, models):
@@ -167,17 +171,22 @@ def test_class_based(db):
             @pytest.mark.asyncio
             async def test_child_parent(self, parent):
                 assert parent.children[0].parent is parent
-    """)
-    _run("fixture-styles/class-based", db, test_module, passed=2)
+    """),
+)
 
 
 @scenario(
-    "fixture-styles/parametrized-autouse",
-    checks="a parametrized async fixture and an autouse async fixture, both doing IO, around one async test",
+    "fixture-styles/class-based",
+    checks="async test methods in a class, with an async fixture defined on the class",
     implicit_io=True,
 )
-def test_parametrized_autouse(db):
-    test_module = module("""
+def test_class_based(db):
+    LAYOUTS.run("class_based", db).require(passed=2)
+
+
+_PARAMETRIZED_AUTOUSE = LAYOUTS.add(
+    "parametrized_autouse",
+    module("""
         SEEN = []
 
 
@@ -207,16 +216,22 @@ def test_parametrized_autouse(db):
         async def test_child(child):
             assert child.parent.name == "p1"  # many-to-one lazy load
             assert SEEN and SEEN[-1] == 2
-    """)
-    _run("fixture-styles/parametrized-autouse", db, test_module, passed=2)
+    """),
+)
 
 
 @scenario(
-    "fixture-styles/sync-test-async-fixture",
-    checks="a plain (sync) test requests an @pytest_asyncio.fixture that does IO",
+    "fixture-styles/parametrized-autouse",
+    checks="a parametrized async fixture and an autouse async fixture, both doing IO, around one async test",
+    implicit_io=True,
 )
-def test_sync_test_async_fixture(db):
-    test_module = module("""
+def test_parametrized_autouse(db):
+    LAYOUTS.run("parametrized_autouse", db).require(passed=2)
+
+
+_SYNC_TEST_ASYNC_FIXTURE = LAYOUTS.add(
+    "sync_test_async_fixture",
+    module("""
         @pytest_asyncio.fixture
         async def names(db, models):
             engine = make_engine(db)
@@ -229,19 +244,22 @@ def test_sync_test_async_fixture(db):
 
         def test_sync(names):
             assert sorted(names) == ["c1", "c2"]
-    """)
-    _run("fixture-styles/sync-test-async-fixture", db, test_module, passed=1)
+    """),
+)
 
 
 @scenario(
-    "fixture-styles/loop-scope-module",
-    checks="a module-scoped engine fixture on a module-scoped loop (loop_scope), shared by two tests",
-    expect=PASS,
-    unless=[when(pytest_asyncio="<0.24", expect=not_applicable("loop_scope is new in pytest-asyncio 0.24"))],
-    implicit_io=True,
+    "fixture-styles/sync-test-async-fixture",
+    checks="a plain (sync) test requests an @pytest_asyncio.fixture that does IO",
 )
-def test_loop_scope_module(db):
-    test_module = module("""
+def test_sync_test_async_fixture(db):
+    LAYOUTS.run("sync_test_async_fixture", db).require(passed=1)
+
+
+_LOOP_SCOPE_MODULE = LAYOUTS.add(
+    "loop_scope_module",
+    textwrap.dedent(MODULE_MODELS)
+    + module("""
         @pytest_asyncio.fixture(scope="module", loop_scope="module")
         async def engine(db, models):
             engine = make_engine(db)
@@ -261,26 +279,25 @@ def test_loop_scope_module(db):
             async with AsyncSession(engine) as session:
                 child = await session.get(models.Child, 2)
                 assert child.parent.name == "p1"
-    """)
-    inner_conftest = INNER_CONFTEST.replace(
-        "@pytest.fixture\ndef models(db):", "@pytest.fixture(scope='module')\ndef models(db):"
-    )
-    files = {"conftest.py": inner_conftest, "test_inner.py": test_module}
-    run_nested("fixture-styles/loop-scope-module", db, files).require(passed=2)
+    """),
+    applies=has_loop_scope(),
+)
 
 
 @scenario(
-    "fixture-styles/session-engine-function-loop",
-    checks="an engine from a session-scoped fixture (session loop) used in tests on their own function loops: "
-    "drivers whose connections belong to a loop fail cleanly with asyncio's cross-loop RuntimeError",
+    "fixture-styles/loop-scope-module",
+    checks="a module-scoped engine fixture on a module-scoped loop (loop_scope), shared by two tests",
     expect=PASS,
-    unless=[
-        when(pytest_asyncio="<0.24", expect=not_applicable("loop_scope is new in pytest-asyncio 0.24")),
-        when(driver=("asyncpg", "aiomysql", "asyncmy"), expect=raises("RuntimeError")),
-    ],
+    unless=[when(pytest_asyncio="<0.24", expect=not_applicable("loop_scope is new in pytest-asyncio 0.24"))],
+    implicit_io=True,
 )
-def test_session_engine_function_loop(db):
-    test_module = module("""
+def test_loop_scope_module(db):
+    LAYOUTS.run("loop_scope_module", db).require(passed=2)
+
+
+_SESSION_ENGINE_FUNCTION_LOOP = LAYOUTS.add(
+    "session_engine_function_loop",
+    module("""
         @pytest_asyncio.fixture(scope="session", loop_scope="session")
         async def engine(db):
             engine = make_engine(db)
@@ -300,19 +317,30 @@ def test_session_engine_function_loop(db):
         async def test_second(engine, models):
             async with engine.connect() as conn:
                 assert (await conn.execute(select(models.Child.id))).scalars().all() == [1, 2]
-    """)
-    _run("fixture-styles/session-engine-function-loop", db, test_module, passed=2)
+    """),
+    applies=has_loop_scope(),
+)
 
 
 @scenario(
-    "fixture-styles/event-loop-override",
-    checks="a user-defined event_loop fixture (the pre-1.0 way to pick a loop) runs the test on that loop",
+    "fixture-styles/session-engine-function-loop",
+    checks="an engine from a session-scoped fixture (session loop) used in tests on their own function loops: "
+    "drivers whose connections belong to a loop fail cleanly with asyncio's cross-loop RuntimeError",
     expect=PASS,
-    unless=[when(pytest_asyncio=">=1.0", expect=not_applicable("pytest-asyncio 1.0 removed the event_loop fixture"))],
-    implicit_io=True,
+    unless=[
+        when(pytest_asyncio="<0.24", expect=not_applicable("loop_scope is new in pytest-asyncio 0.24")),
+        # asyncio's cross-loop RuntimeError; asyncpg may report the rollback that follows it instead.
+        when(driver="asyncpg", expect=raises("RuntimeError", "sqlalchemy.exc.InterfaceError")),
+        when(driver=("aiomysql", "asyncmy"), expect=raises("RuntimeError")),
+    ],
 )
-def test_event_loop_override(db):
-    test_module = module("""
+def test_session_engine_function_loop(db):
+    LAYOUTS.run("session_engine_function_loop", db).require(passed=2)
+
+
+_EVENT_LOOP_OVERRIDE = LAYOUTS.add(
+    "event_loop_override",
+    module("""
         import asyncio
         import warnings
 
@@ -337,26 +365,44 @@ def test_event_loop_override(db):
                     assert len(parent.children) == 2
             finally:
                 await engine.dispose()
-    """)
-    _run("fixture-styles/event-loop-override", db, test_module, passed=1)
+    """),
+    applies=version_matches(current_axes().pytest_asyncio, "<1.0"),
+)
+
+
+@scenario(
+    "fixture-styles/event-loop-override",
+    checks="a user-defined event_loop fixture (the pre-1.0 way to pick a loop) runs the test on that loop",
+    expect=PASS,
+    unless=[when(pytest_asyncio=">=1.0", expect=not_applicable("pytest-asyncio 1.0 removed the event_loop fixture"))],
+    implicit_io=True,
+)
+def test_event_loop_override(db):
+    LAYOUTS.run("event_loop_override", db).require(passed=1)
 
 
 @scenario(
     "fixture-styles/anyio-marker",
-    checks="@pytest.mark.anyio test (asyncio backend) with implicit IO, next to pytest-asyncio",
+    checks="@pytest.mark.anyio test (asyncio backend) with implicit IO, next to pytest-asyncio (run in a process of "
+    "its own: a runner left in a bad state would break every later scenario)",
     implicit_io=True,
 )
-@pytest.mark.anyio
-async def test_anyio_marker(db, models):
-    from sqlalchemy import select
-    from sqlalchemy.ext.asyncio import AsyncSession
+def test_anyio_marker(db):
+    test_module = module("""
+        @pytest.fixture
+        def anyio_backend():
+            return "asyncio"
 
-    from matrix.scenarios.support import make_engine
 
-    engine = make_engine(db)
-    try:
-        async with AsyncSession(engine) as session:
-            parent = (await session.execute(select(models.Parent))).scalar_one()
-            assert [c.name for c in parent.children] == ["c1", "c2"]
-    finally:
-        await engine.dispose()
+        @pytest.mark.anyio
+        async def test_anyio(db, models):
+            engine = make_engine(db)
+            try:
+                async with AsyncSession(engine) as session:
+                    parent = (await session.execute(select(models.Parent))).scalar_one()
+                    assert [c.name for c in parent.children] == ["c1", "c2"]
+            finally:
+                await engine.dispose()
+    """)
+    files = {"conftest.py": INNER_CONFTEST, "test_inner.py": test_module}
+    run_nested("fixture-styles/anyio-marker", db, files).require(passed=1)

@@ -62,12 +62,12 @@ settings = _Settings()
 @types.coroutine
 def _drive(coro: Coroutine[Any, Any, T], on_implicit_io: ImplicitIOHook | None) -> Generator[Any, Any, T]:
     __tracebackhide__ = True
-    driver = getcurrent()
 
     def step_loop() -> T:
-        # Runs inside the step greenlet: advance the coroutine, hand each suspension to the driver greenlet.
+        # Runs inside the step greenlet: advance the coroutine, hand each suspension to the parent greenlet, which
+        # is whichever greenlet is running the event loop at the moment (see below).
         __tracebackhide__ = True
-        send, throw, suspend = coro.send, coro.throw, driver.switch
+        send, throw, me = coro.send, coro.throw, getcurrent()
         value: Any = None
         error: BaseException | None = None
         while True:
@@ -79,7 +79,7 @@ def _drive(coro: Coroutine[Any, Any, T], on_implicit_io: ImplicitIOHook | None) 
             except StopIteration as stop:
                 return stop.value  # type: ignore[no-any-return,unused-ignore]
             try:
-                value = suspend(_STEP, yielded)
+                value = me.parent.switch(_STEP, yielded)
             except GreenletExit:
                 # The portal itself is being torn down (garbage collected mid-flight): close, don't resume.
                 coro.close()
@@ -87,31 +87,32 @@ def _drive(coro: Coroutine[Any, Any, T], on_implicit_io: ImplicitIOHook | None) 
             except BaseException as exc:  # cancellation, timeouts, GeneratorExit: the coroutine decides
                 value, error = None, exc
 
+    driver = getcurrent()
     step = _step_greenlet_class()(step_loop, driver)
-    switched = step.switch()
+    switch, throw = step.switch, step.throw
+    switched = switch()
     while not step.dead:
-        if switched.__class__ is tuple:  # (_STEP, future): the coroutine suspended normally
-            try:
-                sent = yield switched[1]
-            except BaseException as exc:
-                switched = step.throw(type(exc), exc, exc.__traceback__)
-            else:
-                switched = step.switch(sent)
-            continue
-        # Anything else came from await_only()/await_() in sync code below the coroutine: implicit IO.
-        awaitable: Awaitable[Any] = switched
-        refusal = on_implicit_io(step) if on_implicit_io is not None else None
-        if refusal is not None:
-            if asyncio.iscoroutine(awaitable):
-                awaitable.close()  # never awaited on purpose; don't warn about it
-            switched = step.throw(type(refusal), refusal, None)
-            continue
         try:
-            result = yield from awaitable.__await__()
+            if switched.__class__ is tuple:  # (_STEP, future): the coroutine suspended normally
+                sent = yield switched[1]
+            else:
+                # Anything else came from await_only()/await_() in sync code below the coroutine: implicit IO.
+                refusal = on_implicit_io(step) if on_implicit_io is not None else None
+                if refusal is not None:
+                    if asyncio.iscoroutine(switched):
+                        switched.close()  # never awaited on purpose; don't warn about it
+                    raise refusal
+                sent = yield from switched.__await__()
         except BaseException as exc:
-            switched = step.throw(type(exc), exc, exc.__traceback__)
+            error: BaseException | None = exc
         else:
-            switched = step.switch(result)
+            error = None
+        # A long-lived task can be resumed by a later run_forever() that runs in another greenlet (see
+        # _run_from_a_fresh_greenlet): the step greenlet must then return there, not to a finished greenlet.
+        here = getcurrent()
+        if here is not driver:
+            driver = step.parent = here
+        switched = switch(sent) if error is None else throw(type(error), error, error.__traceback__)
     return switched  # type: ignore[no-any-return,unused-ignore]
 
 

@@ -67,7 +67,7 @@ def run_suite(
         cwd=tmp,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=SUITE_TIMEOUT - 60,
         check=False,
     )
     lines = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
@@ -109,11 +109,17 @@ def run_both(tmp: Path, databases: Sequence[dict[str, str]]) -> None:
         check_verdicts(lines, subject, databases)
 
 
+# A whole suite run per subject (nested pytest runs included) is minutes on a busy 2-core machine.
+SUITE_TIMEOUT = 1500
+
+
+@pytest.mark.timeout(SUITE_TIMEOUT)
 def test_sqlite_with_and_without_the_plugin(tmp_path: Path) -> None:
     run_both(tmp_path, [sqlite(tmp_path)])
 
 
 @pytest.mark.local_servers
+@pytest.mark.timeout(SUITE_TIMEOUT)
 def test_local_servers_with_and_without_the_plugin(tmp_path: Path) -> None:
     run_both(tmp_path, [local("postgresql"), local("mariadb")])
 
@@ -132,6 +138,7 @@ def pytest_configure(config):
 """
 
 
+@pytest.mark.timeout(SUITE_TIMEOUT)
 def test_pool_scenarios_see_leaked_connections(tmp_path: Path) -> None:
     """The same scenarios that work above are recorded broken once sessions stop returning connections."""
     (tmp_path / "saboteur.py").write_text(SABOTEUR)
