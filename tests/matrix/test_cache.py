@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from matrix import axes, cache, collect, run
+from tests.matrix.nox_env import clean_environ
 
 ROOT = Path(__file__).resolve().parents[2]
 THIS_PYTHON = Path(sys.executable)
@@ -216,7 +217,7 @@ def test_smoke_preset_is_the_newest_value_of_each_axis_on_this_machine(tmp_path:
 def nox(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     if shutil.which("nox") is None:
         pytest.skip("nox is not installed in this environment")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GREENLIGHT_", "NOX_", "PYTEST_"))}
+    env = clean_environ()
     env.pop("VIRTUAL_ENV", None)
     env.update(
         GREENLIGHT_AXES=str(tmp_path / "axes.toml"),

@@ -21,6 +21,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
+from tests.matrix.nox_env import clean_environ
 from tests.matrix.test_run_nox import nox_command, this_python
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,12 +154,7 @@ def nox_env(tmp: Path, axes: str, docker: bool = False, **extra: str) -> dict[st
     (tmp / "axes.toml").write_text(axes)
     (tmp / "extra").mkdir(exist_ok=True)
     (tmp / "extra" / "test_faults_extra.py").write_text(FAULTS)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        # the outer nox (running these tests) must not lend its invocation, run id or database URLs
-        if not k.startswith(("GREENLIGHT_", "NOX_", "PYTEST_")) and k != "VIRTUAL_ENV"
-    }
+    env = clean_environ()
     env.update(GREENLIGHT_AXES=str(tmp / "axes.toml"), GREENLIGHT_BUILD=str(tmp / "build"), NO_COLOR="1")
     env["UV_PYTHON_DOWNLOADS"] = "never"
     if not docker:

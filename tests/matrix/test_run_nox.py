@@ -7,13 +7,14 @@ touches the checkout's build/ or .nox/. SQLite only, and `-- -k lazy_load_in_tes
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.matrix.nox_env import clean_environ
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,12 +57,7 @@ def nox_command() -> list[str]:
 def nox(tmp_path: Path, axes_text: str, *args: str) -> subprocess.CompletedProcess[str]:
     axes_file = tmp_path / "axes.toml"
     axes_file.write_text(axes_text)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        # the outer nox (running these tests) must not lend its invocation, run id or database URLs
-        if not k.startswith(("GREENLIGHT_", "NOX_", "PYTEST_")) and k != "VIRTUAL_ENV"
-    }
+    env = clean_environ()
     env.update(
         GREENLIGHT_AXES=str(axes_file),
         GREENLIGHT_BUILD=str(tmp_path / "build"),
