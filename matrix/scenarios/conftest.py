@@ -10,8 +10,9 @@ import gc
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -55,15 +56,23 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         pytest.skip(expect.detail)
 
 
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    """Collect garbage before pytest renders a failure, while nothing else runs.
+
+    A scenario that fails mid-IO leaves driver connections whose ``__del__`` raises "Event loop is closed". If the
+    collector runs them inside pytest's traceback rendering (``ast.parse``), the unraisable-exception hook parses
+    source again, re-entering CPython 3.11's AST converter, whose shared depth counter then fails with
+    "SystemError: AST constructor recursion depth mismatch": an INTERNALERROR that ends the whole run.
+    """
+    if call.excinfo is not None:
+        gc.collect()
+    yield
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_teardown(item: pytest.Item) -> None:
-    """Collect a failed scenario's garbage now, while nothing else runs.
-
-    A scenario that fails mid-IO can leave driver connections whose ``__del__`` needs the (by then closed) loop.
-    Collected later, inside pytest's traceback rendering, CPython 3.11.7 turns that into "SystemError: AST
-    constructor recursion depth mismatch" and an INTERNALERROR that ends the whole run (seen with aiomysql).
-    """
-    gc.collect()
+    gc.collect()  # the same, for what the scenario's own teardown left
 
 
 _EXIT_STATUS: list[int] = []

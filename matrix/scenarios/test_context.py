@@ -10,7 +10,7 @@ import pytest_asyncio
 from sqlalchemy import select
 
 from matrix.scenarios.core import PASS, not_applicable, raises, scenario, when
-from matrix.scenarios.nested import STRICT_LAYOUTS
+from matrix.scenarios.nested import NESTED_TIMEOUT, STRICT_LAYOUTS
 from matrix.scenarios.support import make_engine
 
 
@@ -257,5 +257,6 @@ STRICT_LAYOUTS.add(
     unless=[when(pytest_asyncio=">=0.23,<0.24", expect=raises("_pytest.fixtures.FixtureLookupError"))],
     implicit_io=True,
 )
+@pytest.mark.timeout(NESTED_TIMEOUT)
 def test_engine_session_scopes(db):
     STRICT_LAYOUTS.run("engine_session_scopes", db).require(passed=8)

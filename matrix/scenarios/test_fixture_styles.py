@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import textwrap
 
+import pytest
+
 from matrix.scenarios.core import PASS, current_axes, not_applicable, raises, scenario, version_matches, when
-from matrix.scenarios.nested import INNER_CONFTEST, STRICT_LAYOUTS, has_loop_scope, ini_text, run_nested
+from matrix.scenarios.nested import INNER_CONFTEST, NESTED_TIMEOUT, STRICT_LAYOUTS, has_loop_scope, ini_text, run_nested
 
 
 def module(body: str) -> str:
@@ -72,6 +74,7 @@ _STRICT_MODE = LAYOUTS.add(
     checks="asyncio_mode=strict: @pytest_asyncio.fixture (yield, async teardown) and @pytest.mark.asyncio tests",
     implicit_io=True,
 )
+@pytest.mark.timeout(NESTED_TIMEOUT)
 def test_strict_mode(db):
     LAYOUTS.run("strict_mode", db).require(passed=1)
 
@@ -81,6 +84,7 @@ def test_strict_mode(db):
     checks="asyncio_mode=auto: plain @pytest.fixture async fixtures and unmarked async tests",
     implicit_io=True,
 )
+@pytest.mark.timeout(NESTED_TIMEOUT)
 def test_auto_mode(db):
     test_module = """
         import pytest
@@ -147,6 +151,7 @@ _YIELD_ASYNC_TEARDOWN = LAYOUTS.add(
     checks="a yield fixture whose async teardown does IO (lazy load, delete, commit); the next test sees it ran",
     implicit_io=True,
 )
+@pytest.mark.timeout(NESTED_TIMEOUT)
 def test_yield_async_teardown(db):
     LAYOUTS.run("yield_async_teardown", db).require(passed=2)
 
@@ -180,6 +185,7 @@ _CLASS_BASED = LAYOUTS.add(
     checks="async test methods in a class, with an async fixture defined on the class",
     implicit_io=True,
 )
+@pytest.mark.timeout(NESTED_TIMEOUT)
 def test_class_based(db):
     LAYOUTS.run("class_based", db).require(passed=2)
 
@@ -225,6 +231,7 @@ _PARAMETRIZED_AUTOUSE = LAYOUTS.add(
     checks="a parametrized async fixture and an autouse async fixture, both doing IO, around one async test",
     implicit_io=True,
 )
+@pytest.mark.timeout(NESTED_TIMEOUT)
 def test_parametrized_autouse(db):
     LAYOUTS.run("parametrized_autouse", db).require(passed=2)
 
@@ -252,6 +259,7 @@ _SYNC_TEST_ASYNC_FIXTURE = LAYOUTS.add(
     "fixture-styles/sync-test-async-fixture",
     checks="a plain (sync) test requests an @pytest_asyncio.fixture that does IO",
 )
+@pytest.mark.timeout(NESTED_TIMEOUT)
 def test_sync_test_async_fixture(db):
     LAYOUTS.run("sync_test_async_fixture", db).require(passed=1)
 
@@ -291,6 +299,7 @@ _LOOP_SCOPE_MODULE = LAYOUTS.add(
     unless=[when(pytest_asyncio="<0.24", expect=not_applicable("loop_scope is new in pytest-asyncio 0.24"))],
     implicit_io=True,
 )
+@pytest.mark.timeout(NESTED_TIMEOUT)
 def test_loop_scope_module(db):
     LAYOUTS.run("loop_scope_module", db).require(passed=2)
 
@@ -334,6 +343,7 @@ _SESSION_ENGINE_FUNCTION_LOOP = LAYOUTS.add(
         when(driver=("aiomysql", "asyncmy"), expect=raises("RuntimeError")),
     ],
 )
+@pytest.mark.timeout(NESTED_TIMEOUT)
 def test_session_engine_function_loop(db):
     LAYOUTS.run("session_engine_function_loop", db).require(passed=2)
 
@@ -377,6 +387,7 @@ _EVENT_LOOP_OVERRIDE = LAYOUTS.add(
     unless=[when(pytest_asyncio=">=1.0", expect=not_applicable("pytest-asyncio 1.0 removed the event_loop fixture"))],
     implicit_io=True,
 )
+@pytest.mark.timeout(NESTED_TIMEOUT)
 def test_event_loop_override(db):
     LAYOUTS.run("event_loop_override", db).require(passed=1)
 
@@ -387,6 +398,7 @@ def test_event_loop_override(db):
     "its own: a runner left in a bad state would break every later scenario)",
     implicit_io=True,
 )
+@pytest.mark.timeout(NESTED_TIMEOUT)
 def test_anyio_marker(db):
     test_module = module("""
         @pytest.fixture

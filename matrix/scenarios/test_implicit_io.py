@@ -9,7 +9,7 @@ import pytest_asyncio
 from sqlalchemy import select
 
 from matrix.scenarios.core import PASS, not_applicable, raises, scenario, when
-from matrix.scenarios.nested import INNER_CONFTEST, run_nested
+from matrix.scenarios.nested import INNER_CONFTEST, NESTED_TIMEOUT, run_nested
 from matrix.scenarios.support import greenlight_marker, make_engine
 
 
@@ -104,6 +104,7 @@ async def test_strict_refuses(engine, models):
     expect=not_applicable("the implicit-IO report is pytest-greenlight's own feature"),
     unless=[when(subject="greenlight", expect=PASS)],
 )
+@pytest.mark.timeout(NESTED_TIMEOUT)
 def test_report_lists_sites(db):
     test_module = """
         import pytest

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import textwrap
 
+import pytest
+
 from matrix.scenarios.core import PASS, raises, scenario, when
-from matrix.scenarios.nested import INNER_CONFTEST, run_nested
+from matrix.scenarios.nested import INNER_CONFTEST, NESTED_TIMEOUT, run_nested
 
 STRICT_WARNINGS = [
     "-W",
@@ -43,6 +45,7 @@ def _module(body: str) -> str:
     # SQLAlchemy 1.4 gives file SQLite a NullPool: nothing stays pooled, so nothing leaks.
     unless=[when(database="sqlite", sqlalchemy="<2.0", expect=PASS)],
 )
+@pytest.mark.timeout(NESTED_TIMEOUT)
 def test_undisposed_engine(db):
     test_module = _module("""
         @pytest.mark.asyncio
@@ -77,6 +80,7 @@ def test_undisposed_engine(db):
     # SQLAlchemy 1.4 cannot close an aiomysql connection whose loop is gone: aiomysql warns "Unclosed connection".
     unless=[when(driver="aiomysql", sqlalchemy="<2.0", expect=raises("pytest.PytestUnraisableExceptionWarning"))],
 )
+@pytest.mark.timeout(NESTED_TIMEOUT)
 def test_dispose_on_wrong_loop(db):
     test_module = _module("""
         @pytest.mark.asyncio
