@@ -24,11 +24,11 @@ from tests.matrix.test_faults import (
     axes_text,
     build_report,
     interrupt_mid_run,
-    nox_args,
     nox_env,
     read_or_empty,
     results,
     scenarios_by,
+    start_matrix,
     this_python,
     wait_for,
 )
@@ -70,16 +70,7 @@ def test_killing_a_database_container_mid_run_loses_only_its_results(tmp_path: P
         GREENLIGHT_FAULT_SLOW="10",
         GREENLIGHT_FAULT_SLOW_WHEN=json.dumps({"subject": "greenlight"}),
     )
-    out, err = tmp_path / "nox.out", tmp_path / "nox.err"
-    with out.open("w") as stdout, err.open("w") as stderr:
-        process = subprocess.Popen(
-            nox_args(tmp_path, "-s", "matrix"),
-            env=env,
-            cwd=tmp_path,
-            stdout=stdout,
-            stderr=stderr,
-            start_new_session=True,
-        )
+    process = start_matrix(tmp_path, env)
     try:
         watch = tmp_path / "build" / "cells" / cell / "greenlight.watch"
         wait_for("the first subject's slow test", lambda: "test_fault_slow" in read_or_empty(watch), 300, process)
@@ -93,7 +84,7 @@ def test_killing_a_database_container_mid_run_loses_only_its_results(tmp_path: P
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
         remove(process.pid)
-    stderr_text = err.read_text()
+    stderr_text = read_or_empty(tmp_path / "nox.err")
     assert process.returncode == 0, stderr_text[-3000:]
 
     found = results(tmp_path)

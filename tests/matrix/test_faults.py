@@ -182,6 +182,21 @@ def scenarios_by(document: dict[str, Any]) -> dict[tuple[str, str], dict[str, An
     return {(s["id"], s["database"]): s for s in document["scenarios"]}
 
 
+def start_matrix(tmp: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """`nox -s matrix` in the background, in a session of its own (so a test can signal its process group)."""
+    out, err = tmp / "nox.out", tmp / "nox.err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        return subprocess.Popen(
+            nox_args(tmp, "-s", "matrix"),
+            env=env,
+            cwd=tmp,
+            stdout=stdout,
+            stderr=stderr,
+            text=True,
+            start_new_session=True,
+        )
+
+
 def build_report(tmp: Path, out: Path) -> subprocess.CompletedProcess[str]:
     # --docs into tmp: the repository's docs/compatibility.md is only for real matrix runs
     command = [sys.executable, "-m", "reports", "--results", str(tmp / "build" / "results"), "--out", str(out)]
@@ -362,31 +377,23 @@ def interrupt_mid_run(
 ) -> tuple[subprocess.CompletedProcess[str], int]:
     """Start the matrix, wait until subject ``none`` is inside its slow test, then send ``how`` (to nox's
     process group, as a terminal's Ctrl-C does, or to nox alone, as a CI cancel does)."""
-    out, err = tmp / "nox.out", tmp / "nox.err"
-    with out.open("w") as stdout, err.open("w") as stderr:
-        process = subprocess.Popen(
-            nox_args(tmp, "-s", "matrix"),
-            env=env,
-            cwd=tmp,
-            stdout=stdout,
-            stderr=stderr,
-            text=True,
-            start_new_session=True,
-        )
-        try:
-            watch = tmp / "build" / "cells" / cell / "none.watch"
-            started = lambda: "test_fault_slow" in read_or_empty(watch)  # noqa: E731
-            wait_for("subject none to start its slow test", started, 300, process)
-            if group:
-                os.killpg(process.pid, how)
-            else:
-                process.send_signal(how)
-            process.wait(timeout=120)
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-    done = subprocess.CompletedProcess(process.args, process.returncode, out.read_text(), err.read_text())
+    process = start_matrix(tmp, env)
+    try:
+        watch = tmp / "build" / "cells" / cell / "none.watch"
+        started = lambda: "test_fault_slow" in read_or_empty(watch)  # noqa: E731
+        wait_for("subject none to start its slow test", started, 300, process)
+        if group:
+            os.killpg(process.pid, how)
+        else:
+            process.send_signal(how)
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    done = subprocess.CompletedProcess(
+        process.args, process.returncode, *(read_or_empty(tmp / name) for name in ("nox.out", "nox.err"))
+    )
     return done, process.pid
 
 
