@@ -150,6 +150,10 @@ def finish(results: Path, run: str, stream: TextIO = sys.stderr) -> None:
 
 def install(axes_path: Path, results: Path = RESULTS) -> None:
     """Called by noxfile.py at import, in every nox process."""
+    # nox logs at DEBUG on the root logger; docker-py, urllib3 and testcontainers would bury the progress lines
+    # (our provisioner says what it started, where and how fast).
+    for noisy in ("docker", "urllib3", "testcontainers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     logger = logging.getLogger("nox")
     if not any(isinstance(h, MissingInterpreterHandler) for h in logger.handlers):
         logger.addHandler(MissingInterpreterHandler(results, axes_path))

@@ -203,8 +203,9 @@ async def test_pool_overflow_waits(db):
 )
 @pytest.mark.asyncio
 async def test_pool_timeout(db):
-    engine = pooled_engine(db, pool_size=1, max_overflow=1, pool_timeout=0.5)
+    # The hold is four times the timeout: the third session must time out, never get a returned connection.
+    engine = pooled_engine(db, pool_size=1, max_overflow=1, pool_timeout=0.25)
     try:
-        await _hold_all(engine, 4, 2.0)
+        await _hold_all(engine, 4, 1.0)
     finally:
         await engine.dispose()
