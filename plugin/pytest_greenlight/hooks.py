@@ -138,12 +138,18 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     recorder = config.stash.get(_recorder_key, None)
     if recorder is None or not recorder.sites:
         return
-    terminalreporter.section("greenlight: implicit IO served by the portal")
+    refused = len(recorder.refused)
+    title = "served by the portal" if not refused else f"{refused} refused by strict mode"
+    terminalreporter.section(f"greenlight: implicit IO {title}")
     terminalreporter.line(
         f"{len(recorder.sites)} place(s) relied on implicit IO; each raises MissingGreenlet outside the tests."
     )
     rootdir = str(config.rootpath)
     for site, tests in recorder.sites.items():
         where = tests[0] + (f" and {len(tests) - 1} more" if len(tests) > 1 else "") if tests else "outside a test"
-        terminalreporter.line(f"  {site.location(rootdir)}: {site.trigger} (in {where})")
-    terminalreporter.line("Make them fail with --greenlight-strict; see the README's 'Strict mode' for the fixes.")
+        outcome = ", refused: the test failed" if site in recorder.refused else ""
+        terminalreporter.line(f"  {site.location(rootdir)}: {site.trigger} (in {where}{outcome})")
+    if refused < len(recorder.sites):
+        terminalreporter.line("Make them fail with --greenlight-strict; see the README's 'Strict mode' for the fixes.")
+    else:
+        terminalreporter.line("Each failed where it happened; see the README's 'Strict mode' for the fixes.")

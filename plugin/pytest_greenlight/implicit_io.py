@@ -87,6 +87,8 @@ class Recorder:
     strict: bool = False
     sites: dict[Site, list[str]] = field(default_factory=dict)  # site -> test ids, in first-seen order
     refused_in: set[str] = field(default_factory=set)  # tests in which strict mode refused implicit IO
+    refused: set[Site] = field(default_factory=set)  # sites strict mode refused every time they were reached
+    served: set[Site] = field(default_factory=set)  # sites the portal served at least once
 
     def __call__(self, step_greenlet: Any) -> BaseException | None:
         site = find_site(step_greenlet)
@@ -95,7 +97,12 @@ class Recorder:
             if self.current_test is not None and self.current_test not in tests:
                 tests.append(self.current_test)
         if not self.strict:
+            if site is not None:
+                self.served.add(site)
+                self.refused.discard(site)
             return None
+        if site is not None and site not in self.served:
+            self.refused.add(site)
         if self.current_test is not None:
             self.refused_in.add(self.current_test)
         return ImplicitIOError(diagnostics.strict_refusal(site))

@@ -171,6 +171,15 @@ def test_strict_mode_fails_at_the_site(runner: Runner, how: tuple[str, ...]) -> 
             "*selectinload*",
         ]
     )
+    # The summary must not claim the portal served what strict mode refused.
+    result.stdout.fnmatch_lines(
+        [
+            "*greenlight: implicit IO 1 refused by strict mode*",
+            "  test_inner.py:*: lazy load of User.addresses (in test_inner.py::test_lazy_load, refused: the test failed)",
+            "Each failed where it happened*",
+        ]
+    )
+    assert "served by the portal" not in result.stdout.str()
 
 
 def test_strict_marker_and_override(runner: Runner) -> None:
