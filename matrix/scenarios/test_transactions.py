@@ -75,6 +75,7 @@ async def test_savepoint(db, models):
         async with AsyncSession(engine) as session, session.begin():
             nested = await session.begin_nested()
             session.add(models.Child(id=3, parent_id=1, name="dropped"))
+            await session.flush()  # the row must reach the database: only then is ROLLBACK TO SAVEPOINT tested
             await nested.rollback()
             async with session.begin_nested():
                 session.add(models.Child(id=4, parent_id=1, name="kept"))

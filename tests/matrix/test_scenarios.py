@@ -45,12 +45,21 @@ def local(name: str) -> dict[str, str]:
 
 
 def run_suite(
-    tmp: Path, subject: str, databases: Sequence[dict[str, str]], *args: str, extra_path: str = ""
+    tmp: Path,
+    subject: str,
+    databases: Sequence[dict[str, str]],
+    *args: str,
+    extra_path: str = "",
+    extra_plugins: Sequence[str] = (),
 ) -> tuple[list[dict[str, Any]], str]:
-    """Run the suite like the matrix runner does; return the recorded lines and pytest's output."""
+    """Run the suite like the matrix runner does; return the recorded lines and pytest's output.
+
+    ``extra_plugins`` (module names, importable from ``extra_path``) are loaded like the subject's plugins, so that
+    they reach the nested pytest runs too (those take their plugins from GREENLIGHT_PLUGIN_ARGS).
+    """
     tmp.mkdir(parents=True, exist_ok=True)
     out = tmp / f"{subject}.jsonl"
-    plugins = BASE + SUBJECT_PLUGINS[subject]
+    plugins = BASE + SUBJECT_PLUGINS[subject] + [arg for name in extra_plugins for arg in ("-p", name)]
     env = {
         **os.environ,
         "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
