@@ -575,7 +575,9 @@ class CellRunner:
                 f"--junitxml={xml}",
                 f"--timeout={self.matrix.run.scenario_timeout}",
                 "-q",
-                "--tb=short",
+                # Python's own traceback format: pytest's renders source per frame and took about half of a
+                # failing scenario's time (none subject: 12.0 s -> 6.4 s on the same scenarios).
+                "--tb=native",
                 *self.pytest_args,
             ]
             try:

@@ -71,7 +71,7 @@ def run_suite(
     }
     command = [sys.executable, "-m", "pytest", str(SUITE), "-p", "matrix.scenarios.recorder", *plugins]
     done = subprocess.run(
-        [*command, "--timeout=60", "-q", *args],
+        [*command, "--timeout=60", "-q", "--tb=native", *args],
         env=env,
         cwd=tmp,
         capture_output=True,
