@@ -12,7 +12,9 @@ this one invocation, in a build directory of its own (``build/bench``), by runni
 4. ``benchmarks/portal_overhead.py`` in a cell's environment.
 
 The full matrix is too slow to run cold on every benchmark (hours on 2 cores), so the full-matrix figure is an
-extrapolation from the measured cells, printed with its inputs and labelled as such.
+extrapolation from the measured cells, printed with its inputs and labelled as such. To measure it instead, time
+a real full run (``time nox -s matrix -j auto -- --fresh``) and then ``nox -s bench -- --summarize build/results``:
+the same per-cell breakdown, from that run's own results, with no extrapolation.
 """
 
 from __future__ import annotations
@@ -401,7 +403,71 @@ def fmt(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.1f} s"
 
 
+def latest_run_id(directory: Path) -> Optional[str]:
+    """The run id most results files in ``directory`` carry (a full run writes one per cell and subject)."""
+    counts: dict[str, int] = {}
+    for path in directory.glob("*.json"):
+        try:
+            run = json.loads(path.read_text(encoding="utf-8")).get("run_id")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(run, str):
+            counts[run] = counts.get(run, 0) + 1
+    return max(counts, key=lambda run: counts[run]) if counts else None
+
+
+def spread(values: Sequence[float]) -> str:
+    if not values:
+        return "n/a"
+    return f"median {statistics.median(values):.1f} s (min {min(values):.1f}, max {max(values):.1f})"
+
+
+def summarize(directory: Path, run_id: Optional[str] = None, envdir: Path = ROOT / ".nox") -> int:
+    """Per-cell figures of a finished matrix run, from its own results files: measured, never extrapolated."""
+    run_id = run_id or latest_run_id(directory)
+    results = load_results(directory, run_id) if run_id else []
+    if not results:
+        print(f"no results files in {directory}" + (f" for run {run_id}" if run_id else ""))
+        return 1
+    statuses: dict[str, int] = {}
+    for result in results:
+        statuses[str(result.get("status"))] = statuses.get(str(result.get("status")), 0) + 1
+    figures = cell_figures(results)
+    startup = next((pytest_startup(venv_dir(envdir, f.cell) / "bin" / "python") for f in figures[:1]), None)
+    for figure in figures:
+        figure.startup = startup
+    print(f"matrix run {run_id}: {len(results)} results files in {directory}")
+    print(f"  by status: {', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))}")
+    print(
+        f"  cells that ran: {len(figures)}; pytest start-up (measured now, {figures[0].cell if figures else '-'}): "
+        f"{startup:.1f} s"
+        if startup is not None
+        else "  pytest start-up: not measurable (environment gone)"
+    )
+    print(f"  environment creation: {spread([f.environment for f in figures])}")
+    print(f"  install: {spread([f.install for f in figures])}")
+    print(f"  database provisioning: {spread([f.provision for f in figures])}")
+    subjects = sorted({name for f in figures for name in f.pytest})
+    for subject in subjects:
+        print(f"  pytest, {subject}: {spread([f.pytest[subject] for f in figures if subject in f.pytest])}")
+    print(f"  scenario time per cell: {spread([f.scenario for f in figures])}")
+    ratios = [f.overhead / f.scenario for f in figures if f.scenario > 0]
+    if ratios:
+        print(
+            f"  overhead / scenario time per cell: median {statistics.median(ratios):.3f}x, max {max(ratios):.3f}x"
+            f" (target <= 2x)"
+        )
+    busy = sum(f.environment + f.install + f.provision + sum(f.pytest.values()) for f in figures)
+    print(f"  cell time summed over cells (one core's worth of work): {fmt(busy)}")
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    if argv and argv[0] == "--summarize":
+        if len(argv) < 2 or argv[1].startswith("-"):
+            print("usage: nox -s bench -- --summarize RESULTS_DIR [RUN_ID]")
+            return 2
+        return summarize(Path(argv[1]), argv[2] if len(argv) > 2 else None)
     parser = argparse.ArgumentParser(prog="nox -s bench --", description=__doc__.splitlines()[0])
     parser.add_argument("--cells", default=",".join(DEFAULT_CELLS), help="comma-separated cell ids")
     parser.add_argument("-k", dest="keyword", default=DEFAULT_SCENARIOS, help="scenario subset ('' = whole suite)")
