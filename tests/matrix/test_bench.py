@@ -162,3 +162,22 @@ def test_images_to_start_are_the_distinct_local_images_of_the_matrix() -> None:
     # postgresql-13 and -17 share the offline PostgreSQL image: one container, however many databases use it
     assert len([i for i in images if i.startswith(OFFLINE_POSTGRES + "@")]) == 1
     assert len(images) <= len([db for db in matrix.databases if db.kind != "sqlite"])
+
+
+def test_summarize_reports_the_latest_run_of_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def write(cell: str, subject: str, run_id: str, **timings: float) -> None:
+        document = result(cell, subject, {"environment": 0.2, "install": 1.0, "provision": 0.5, **timings})
+        document["run_id"] = run_id
+        collect.write_result(document, tmp_path)
+
+    write("py3.12-sa2.1-pa1", "greenlight", "new", pytest=60.0)
+    write("py3.12-sa2.1-pa1", "none", "new", pytest=90.0)
+    write("py3.13-sa2.1-pa1", "greenlight", "new", pytest=70.0)
+    write("py3.11-sa2.1-pa1", "greenlight", "old", pytest=999.0)  # another run's file: not counted
+    assert bench.main(["--summarize", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "matrix run new: 3 results files" in out
+    assert "pytest, greenlight: median 65.0 s (min 60.0, max 70.0)" in out
+    assert "pytest, none: median 90.0 s" in out
+    assert "999" not in out
+    assert bench.main(["--summarize", str(tmp_path / "nothing")]) == 1
