@@ -135,8 +135,26 @@ def summarize(results: Path, run: str) -> list[str]:
     return lines
 
 
+def release_containers(stream: TextIO = sys.stderr) -> None:
+    """Remove this invocation's containers now, so none is running when nox returns (the reaper would remove them
+    anyway, but only once it sees this process gone: seconds after the prompt is back)."""
+    from matrix.paths import PROVISION
+    from matrix.provision import reaper
+    from matrix.provision.state import InvocationState
+
+    invocation = os.environ.get("GREENLIGHT_INVOCATION", "")
+    if not invocation or not InvocationState(PROVISION, invocation).read_all():
+        return  # this invocation provisioned nothing
+    reaped = reaper.reap(invocation, PROVISION)
+    removed = f"{len(reaped.removed)} removed ({' '.join(reaped.removed)})" if reaped.removed else "none to remove"
+    print(f"containers of this run: {removed}", file=stream)
+    if not reaped.complete:
+        print("  some of this run's databases or containers could not be removed yet: the reaper retries", file=stream)
+
+
 def finish(results: Path, run: str, stream: TextIO = sys.stderr) -> None:
-    """End of a matrix run: the summary, then the report built from everything in ``results``."""
+    """End of a matrix run: containers removed, the summary, then the report built from everything in ``results``."""
+    release_containers(stream)
     lines = summarize(results, run)
     for line in lines:
         print(line, file=stream)
