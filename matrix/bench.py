@@ -458,7 +458,7 @@ def summarize(directory: Path, run_id: Optional[str] = None, envdir: Path = ROOT
             f" (target <= 2x)"
         )
     busy = sum(f.environment + f.install + f.provision + sum(f.pytest.values()) for f in figures)
-    print(f"  cell time summed over cells (one core's worth of work): {fmt(busy)}")
+    print(f"  cell wall times summed (cells overlap under nox -j, sharing the cores): {fmt(busy)}")
     return 0
 
 
