@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -403,17 +404,22 @@ def fmt(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.1f} s"
 
 
-def latest_run_id(directory: Path) -> Optional[str]:
-    """The run id most results files in ``directory`` carry (a full run writes one per cell and subject)."""
-    counts: dict[str, int] = {}
-    for path in directory.glob("*.json"):
+def latest_run(directory: Path) -> tuple[Optional[str], list[dict[str, Any]]]:
+    """The run id most results files in ``directory`` carry (a full run writes one per cell and subject), and those
+    files."""
+    documents = []
+    for path in sorted(directory.glob("*.json")):
         try:
-            run = json.loads(path.read_text(encoding="utf-8")).get("run_id")
-        except (OSError, ValueError, AttributeError):
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
             continue
-        if isinstance(run, str):
-            counts[run] = counts.get(run, 0) + 1
-    return max(counts, key=lambda run: counts[run]) if counts else None
+        if isinstance(document, dict) and isinstance(document.get("run_id"), str):
+            documents.append(document)
+    runs = Counter(d["run_id"] for d in documents)
+    if not runs:
+        return None, []
+    run_id = runs.most_common(1)[0][0]
+    return run_id, [d for d in documents if d["run_id"] == run_id]
 
 
 def spread(values: Sequence[float]) -> str:
@@ -424,26 +430,19 @@ def spread(values: Sequence[float]) -> str:
 
 def summarize(directory: Path, run_id: Optional[str] = None, envdir: Path = ROOT / ".nox") -> int:
     """Per-cell figures of a finished matrix run, from its own results files: measured, never extrapolated."""
-    run_id = run_id or latest_run_id(directory)
-    results = load_results(directory, run_id) if run_id else []
+    run_id, results = (run_id, load_results(directory, run_id)) if run_id else latest_run(directory)
     if not results:
         print(f"no results files in {directory}" + (f" for run {run_id}" if run_id else ""))
         return 1
-    statuses: dict[str, int] = {}
-    for result in results:
-        statuses[str(result.get("status"))] = statuses.get(str(result.get("status")), 0) + 1
+    statuses = Counter(str(result.get("status")) for result in results)
     figures = cell_figures(results)
-    startup = next((pytest_startup(venv_dir(envdir, f.cell) / "bin" / "python") for f in figures[:1]), None)
+    startup = pytest_startup(venv_dir(envdir, figures[0].cell) / "bin" / "python") if figures else None
     for figure in figures:
         figure.startup = startup
     print(f"matrix run {run_id}: {len(results)} results files in {directory}")
     print(f"  by status: {', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))}")
-    print(
-        f"  cells that ran: {len(figures)}; pytest start-up (measured now, {figures[0].cell if figures else '-'}): "
-        f"{startup:.1f} s"
-        if startup is not None
-        else "  pytest start-up: not measurable (environment gone)"
-    )
+    measured = f"{startup:.1f} s (measured now, in {figures[0].cell})" if startup is not None else "environment gone"
+    print(f"  cells that ran: {len(figures)}; pytest start-up: {measured}")
     print(f"  environment creation: {spread([f.environment for f in figures])}")
     print(f"  install: {spread([f.install for f in figures])}")
     print(f"  database provisioning: {spread([f.provision for f in figures])}")

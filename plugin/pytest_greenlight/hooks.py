@@ -138,7 +138,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     recorder = config.stash.get(_recorder_key, None)
     if recorder is None or not recorder.sites:
         return
-    refused = len(recorder.refused)
+    refused_sites = recorder.refused
+    refused = len(refused_sites)
     title = "served by the portal" if not refused else f"{refused} refused by strict mode"
     terminalreporter.section(f"greenlight: implicit IO {title}")
     terminalreporter.line(
@@ -147,7 +148,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     rootdir = str(config.rootpath)
     for site, tests in recorder.sites.items():
         where = tests[0] + (f" and {len(tests) - 1} more" if len(tests) > 1 else "") if tests else "outside a test"
-        outcome = ", refused: the test failed" if site in recorder.refused else ""
+        outcome = ", refused: the test failed" if site in refused_sites else ""
         terminalreporter.line(f"  {site.location(rootdir)}: {site.trigger} (in {where}{outcome})")
     if refused < len(recorder.sites):
         terminalreporter.line("Make them fail with --greenlight-strict; see the README's 'Strict mode' for the fixes.")

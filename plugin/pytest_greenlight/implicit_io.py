@@ -87,8 +87,12 @@ class Recorder:
     strict: bool = False
     sites: dict[Site, list[str]] = field(default_factory=dict)  # site -> test ids, in first-seen order
     refused_in: set[str] = field(default_factory=set)  # tests in which strict mode refused implicit IO
-    refused: set[Site] = field(default_factory=set)  # sites strict mode refused every time they were reached
-    served: set[Site] = field(default_factory=set)  # sites the portal served at least once
+    served: set[Site] = field(default_factory=set)  # sites the portal served at least once (not refused)
+
+    @property
+    def refused(self) -> set[Site]:
+        """Sites strict mode refused every time they were reached."""
+        return set(self.sites) - self.served
 
     def __call__(self, step_greenlet: Any) -> BaseException | None:
         site = find_site(step_greenlet)
@@ -99,10 +103,7 @@ class Recorder:
         if not self.strict:
             if site is not None:
                 self.served.add(site)
-                self.refused.discard(site)
             return None
-        if site is not None and site not in self.served:
-            self.refused.add(site)
         if self.current_test is not None:
             self.refused_in.add(self.current_test)
         return ImplicitIOError(diagnostics.strict_refusal(site))
