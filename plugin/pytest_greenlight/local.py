@@ -1,8 +1,8 @@
-"""GreenThreadLocal: like ``threading.local``, but per greenlet.
+"""GreenThreadLocal: like ``threading.local``, but per greenlet, and per task for the tasks the portal serves.
 
-Code driven by the portal runs in a different greenlet for every task, so per-task state that sync code (below an
-``await_only``) needs can live here. Values are held through a weak reference to the greenlet: when a greenlet is
-garbage collected its values go with it.
+Served tasks share their loop's driver greenlet (loop_portal.py), so there the key is the task; a coroutine under
+``run_in_portal`` has a greenlet of its own. Either way per-task state that sync code (below an ``await_only``) needs
+can live here. Values are held through a weak reference to the key: when it is garbage collected they go with it.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
-from greenlet import getcurrent
+from .loop_portal import current_unit
 
 
 class GreenThreadLocal:
-    """Attribute storage private to the current greenlet.
+    """Attribute storage private to the current greenlet (or served task).
 
     >>> local = GreenThreadLocal()
     >>> local.user = "alice"      # visible only in this greenlet
@@ -31,7 +31,7 @@ class GreenThreadLocal:
         per_greenlet: weakref.WeakKeyDictionary[Any, dict[str, Any]] = object.__getattribute__(
             self, "_greenlight_values"
         )
-        current = getcurrent()
+        current = current_unit()
         values = per_greenlet.get(current)
         if values is None and create:
             values = per_greenlet[current] = {}

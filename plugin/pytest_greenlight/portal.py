@@ -2,6 +2,11 @@
 
 No pytest here: the portal is plain asyncio + greenlet and is tested on its own.
 
+``install(loop)`` gives a loop the portal. On asyncio's own loops that is loop_portal.py: the loop runs in a greenlet
+and a task switches greenlets only when it does implicit IO. Elsewhere (uvloop, a loop that already has a task
+factory), and for ``run_in_portal``, each coroutine runs step by step in a greenlet of its own, as below; it works on
+any loop, for two greenlet switches per suspension.
+
 How one step works (compare SQLAlchemy's ``greenlet_spawn``):
 
 * The task runs ``_portal_main(coro)``. It creates a *step greenlet* of SQLAlchemy's own ``_AsyncIoGreenlet`` class
@@ -31,6 +36,7 @@ from typing import Any, Callable, Optional, TypeVar
 from greenlet import GreenletExit, getcurrent, greenlet
 
 from . import compat
+from .loop_portal import LoopPortal, serve
 
 T = TypeVar("T")
 
@@ -131,16 +137,21 @@ TaskFactory = Callable[..., "asyncio.Future[Any]"]
 
 
 class PortalTaskFactory:
-    """A task factory that runs each new task's coroutine in the portal (while ``settings.enabled``).
+    """A task factory that puts each new task in the portal (while ``settings.enabled``).
 
-    It chains to the factory the loop had before (an eager or a custom one), so it composes with other tools.
+    On a loop the portal drives (see loop_portal.py) it makes served tasks, which cost nothing until they do implicit
+    IO. Otherwise it wraps the coroutine in ``run_in_portal`` and chains to the factory the loop had before (an eager
+    or a custom one), so it composes with other tools.
     """
 
-    def __init__(self, previous: TaskFactory | None = None) -> None:
+    def __init__(self, previous: TaskFactory | None = None, loop_portal: LoopPortal | None = None) -> None:
         self.previous = previous
+        self.loop_portal = loop_portal
 
     def __call__(self, loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Future[Any]:
         if settings.enabled and asyncio.iscoroutine(coro):
+            if self.loop_portal is not None:
+                return serve(coro, loop, settings.on_implicit_io, **kwargs)
             coro = run_in_portal(coro, settings.on_implicit_io)
         if self.previous is not None:
             return self.previous(loop, coro, **kwargs)
@@ -155,8 +166,12 @@ def install(loop: asyncio.AbstractEventLoop) -> None:
     current = loop.get_task_factory()
     if isinstance(current, PortalTaskFactory):
         return
-    loop.set_task_factory(PortalTaskFactory(current))
-    _run_from_a_fresh_greenlet(loop)
+    loop_portal = LoopPortal.attach(loop) if current is None else None
+    loop.set_task_factory(PortalTaskFactory(current, loop_portal))
+    if loop_portal is None:
+        _run_from_a_fresh_greenlet(loop)
+    else:
+        add_close_callback(loop, loop_portal.cancel_parked)
 
 
 def _run_from_a_fresh_greenlet(loop: asyncio.AbstractEventLoop) -> None:

@@ -83,7 +83,7 @@ SABOTEURS = [
 
 
         def pytest_configure(config):
-            local.getcurrent = threading.current_thread
+            local.current_unit = threading.current_thread
         """,
     ),
     Saboteur(
