@@ -33,8 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import types
-from collections.abc import Coroutine, Generator
+from collections.abc import Coroutine
 from typing import Any, Callable, Optional
 
 from greenlet import GreenletExit, getcurrent, greenlet
@@ -81,10 +80,9 @@ class _Resume:
         return self.value
 
 
-@types.coroutine
-def _await_for_task(awaitable: Any) -> Generator[Any, Any, Any]:
+async def _await_for_task(awaitable: Any) -> Any:
     __tracebackhide__ = True
-    return (yield from awaitable.__await__())
+    return await awaitable
 
 
 class _Parked:
@@ -186,8 +184,12 @@ class LoopPortal:
             if asyncio.iscoroutine(awaitable):
                 awaitable.close()  # never awaited on purpose; don't warn about it
             return driver.switch(_Resume(error=refusal))
+        try:
+            parked = _Parked(self, driver, task, awaitable)
+        except BaseException as error:  # raised where await_only was called
+            return driver.switch(_Resume(error=error))
         _leave_task(loop, task)
-        parked = task._greenlight_parked = _Parked(self, driver, task, awaitable)
+        task._greenlight_parked = parked
         self.parked.add(parked)
         self.active = self.new_driver(getcurrent())
         return self.active.switch()
@@ -231,6 +233,8 @@ class LoopPortal:
                 continue
             if message.__class__ is _Resume:
                 return message.unwrap()
+            if self.active is getcurrent():
+                raise RuntimeError(f"greenlight: the running loop driver was sent {message!r}; it expects nothing")
             switch, args = self.active.switch, (message,)
 
     def top_up_ready_queue(self, driver: Any) -> None:

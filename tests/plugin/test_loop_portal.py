@@ -342,3 +342,12 @@ def test_the_loop_can_be_run_again_from_another_greenlet() -> None:
         assert loop.run_until_complete(step(3)) == 3
     finally:
         loop.close()
+
+
+def test_awaiting_something_not_awaitable_fails_where_await_only_was_called() -> None:
+    async def main() -> str:
+        with pytest.raises(TypeError):
+            await_only(42)  # type: ignore[arg-type]
+        return io("the loop goes on")
+
+    assert run(main) == "the loop goes on"
