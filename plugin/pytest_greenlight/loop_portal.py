@@ -11,7 +11,8 @@ Only when sync code in a served task calls ``await_only`` (a lazy load, an expir
    starts a new driver, which carries on running the loop.
 3. When the helper is done, the running driver, between two loop iterations, puts the task back in the current-task
    slot and switches into the parked driver with the result. ``await_only`` returns, the step finishes, and the
-   resumed driver carries on running the loop; the driver that resumed it is *retired*.
+   resumed driver carries on running the loop; the driver that resumed it goes *idle*, to be the new driver of
+   the next park.
 
 Three details make this exact:
 
@@ -19,8 +20,8 @@ Three details make this exact:
   popping as many handles as were ready when it started; those have been run by another driver meanwhile, so the
   portal first tops the ready queue up to that count with cancelled (no-op) handles.
 * A SQLAlchemy greenlet made by ``greenlet_spawn`` (``run_sync``, every ORM call) has the driver of that moment as
-  its parent for life, and switches to it for each IO, even after that driver was parked or retired. Such a driver
-  relays what it receives to the running driver, where the task that owns the greenlet is being stepped.
+  its parent for life, and switches to it for each IO, even after that driver was parked or went idle. Such a
+  driver relays what it receives to the running driver, where the task that owns the greenlet is being stepped.
 * The driver says it is a SQLAlchemy greenlet (``__sqlalchemy_greenlet_provider__``) only while a served task runs,
   so everything else on the loop (callbacks, tasks made with the portal off, finalizers that check
   ``in_greenlet()``) sees what it would see without the portal.
@@ -43,6 +44,7 @@ from . import compat
 ImplicitIOHook = Callable[[Any], Optional[BaseException]]
 
 _LOOP_STOPPED = object()  # sent by a driver to the hub when run_forever() should return
+_DRIVE = object()  # sent by the hub to an idle driver: run the loop again
 _RUN_ONCE_LOCALS = ("ntodo", "i")  # BaseEventLoop._run_once: ``for i in range(ntodo): handle = ready.popleft()``
 _REAL_PARENT = greenlet.parent  # greenlet's own attribute; a driver shows SQLAlchemy a different ``parent``
 
@@ -67,7 +69,7 @@ class ServedTask(asyncio.Task):  # type: ignore[type-arg]
 
 
 class _Resume:
-    """What the portal sends a parked driver: the outcome of its IO. Anything else it receives is a child's."""
+    """What the portal sends a parked driver: the outcome of its IO. Anything else but _DRIVE is a child's."""
 
     __slots__ = ("error", "value")
 
@@ -75,6 +77,7 @@ class _Resume:
         self.value, self.error = value, error
 
     def unwrap(self) -> Any:
+        __tracebackhide__ = True
         if self.error is not None:
             raise self.error
         return self.value
@@ -139,6 +142,8 @@ class LoopPortal:
         self.active: Any = None  # the driver running the loop now
         self.resumable: collections.deque[_Parked] = collections.deque()
         self.parked: set[_Parked] = set()
+        self.idle: list[Any] = []  # drivers that resumed a parked one; each relays for its children until reused
+        self.closing = False
         loop._run_once = self.run_once_from_hub  # type: ignore[attr-defined]
 
     @classmethod
@@ -172,6 +177,8 @@ class LoopPortal:
         message = driver.switch()
         while message is not _LOOP_STOPPED:
             message = self.park(message)
+        if self.closing:
+            self.end_drivers()
 
     def park(self, awaitable: Any) -> Any:
         """The running driver called await_only(awaitable) for a served task: serve it, keep the loop running."""
@@ -191,6 +198,10 @@ class LoopPortal:
         _leave_task(loop, task)
         task._greenlight_parked = parked
         self.parked.add(parked)
+        if self.idle:
+            self.active = self.idle.pop()
+            _REAL_PARENT.__set__(self.active, getcurrent())
+            return self.active.switch(_DRIVE)
         self.active = self.new_driver(getcurrent())
         return self.active.switch()
 
@@ -206,7 +217,7 @@ class LoopPortal:
                 if loop._stopping:  # type: ignore[attr-defined]
                     _REAL_PARENT.__get__(getcurrent()).switch(_LOOP_STOPPED)
         except GreenletExit:
-            return  # a retired driver nothing refers to any more
+            return  # the loop is closing (end_drivers)
 
     def resume(self, parked: _Parked) -> None:
         """Between two iterations: hand the loop to the parked driver, with the outcome of its IO."""
@@ -217,8 +228,8 @@ class LoopPortal:
         _enter_task(self.loop, task)
         _REAL_PARENT.__set__(driver, _REAL_PARENT.__get__(me))
         self.active = driver
-        self.relay(driver.switch, parked.outcome())  # retired: from now on it only relays for its children
-        raise AssertionError("a retired driver is never resumed")  # pragma: no cover
+        self.idle.append(me)
+        self.relay(driver.switch, parked.outcome())  # returns when the portal needs this driver again
 
     def relay(self, switch: Callable[..., Any], *args: Any) -> Any:
         """Switch out, and pass on whatever arrives until the portal resumes this driver (see the docstring)."""
@@ -233,6 +244,8 @@ class LoopPortal:
                 continue
             if message.__class__ is _Resume:
                 return message.unwrap()
+            if message is _DRIVE:
+                return None
             if self.active is getcurrent():
                 raise RuntimeError(f"greenlight: the running loop driver was sent {message!r}; it expects nothing")
             switch, args = self.active.switch, (message,)
@@ -251,11 +264,23 @@ class LoopPortal:
             ready.append(handle)
 
     async def cancel_parked(self) -> None:
-        """Before the loop closes: cancel the tasks stopped in implicit IO and let them finish, as asyncio.run does."""
+        """Before the loop closes: cancel the tasks stopped in implicit IO and let them finish, as asyncio.run does.
+
+        When this run of the loop stops, the hub ends the drivers: a suspended greenlet is never garbage collected.
+        """
+        self.closing = True
         tasks = [parked.task for parked in self.parked]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def end_drivers(self) -> None:
+        hub = getcurrent()
+        for driver in [*self.idle, self.active]:
+            _REAL_PARENT.__set__(driver, hub)
+            driver.throw(GreenletExit)
+        self.idle.clear()
+        self.active = None
 
 
 def _nothing() -> None:

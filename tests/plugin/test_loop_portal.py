@@ -351,3 +351,25 @@ def test_awaiting_something_not_awaitable_fails_where_await_only_was_called() ->
         return io("the loop goes on")
 
     assert run(main) == "the loop goes on"
+
+
+def test_drivers_are_reused_and_ended_when_the_loop_closes() -> None:
+    # A suspended greenlet is never garbage collected: the portal must not leave one behind per implicit IO.
+    from pytest_greenlight.loop_portal import _driver_class
+
+    def live_drivers() -> int:
+        gc.collect()
+        return sum(isinstance(obj, _driver_class()) for obj in gc.get_objects())
+
+    before = live_drivers()
+    loop = asyncio.new_event_loop()
+    install(loop)
+
+    async def main() -> None:
+        for _ in range(500):
+            io(None)
+
+    loop.run_until_complete(main())
+    assert live_drivers() - before <= 2  # the running one and the one that last resumed it
+    loop.close()
+    assert live_drivers() == before
