@@ -211,6 +211,8 @@ class LoopPortal:
         loop, resumable = self.loop, self.resumable
         try:
             while True:
+                # Never waits in select() while a parked driver is resumable: the helper task of every park has its
+                # first step scheduled, so the iteration after a park starts with a handle ready.
                 self.run_loop_once()
                 if resumable:
                     self.resume(resumable.popleft())
