@@ -29,8 +29,9 @@ except ImportError:  # SQLAlchemy < 2.1
     from sqlalchemy.util import await_only, greenlet_spawn
 
 T = TypeVar("T")
-# A broken portal can leave the loop waiting for a greenlet that never switches back: fail instead of hanging.
-pytestmark = pytest.mark.timeout(60)
+# A broken portal can leave the loop waiting for a greenlet that never switches back, where a signal cannot reach
+# the test: the thread method ends the whole run instead of hanging.
+pytestmark = pytest.mark.timeout(60, method="thread")
 
 with_and_without_portal = pytest.mark.parametrize("portal", [True, False], ids=["portal", "no-portal"])
 
