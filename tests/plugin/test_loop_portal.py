@@ -245,7 +245,8 @@ def test_green_thread_local_is_per_served_task() -> None:
 
     async def task(i: int) -> int:
         local.value = i
-        io(None, 0.01 * (3 - i))  # the others write theirs meanwhile
+        await asyncio.sleep(0)  # the others write theirs meanwhile, in the same (driver) greenlet
+        io(None, 0.01 * (3 - i))  # and again while this one is parked
         await asyncio.sleep(0)
         return int(local.value)
 
