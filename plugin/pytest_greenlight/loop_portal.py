@@ -41,6 +41,8 @@ from greenlet import GreenletExit, getcurrent, greenlet
 
 from . import compat
 
+# Called with the suspended greenlet (a parked driver, or run_in_portal's step greenlet) each time the portal serves
+# implicit IO. It returns None to let the IO proceed, or an exception to raise at the call site instead (strict mode).
 ImplicitIOHook = Callable[[Any], Optional[BaseException]]
 
 _LOOP_STOPPED = object()  # sent by a driver to the hub when run_forever() should return

@@ -31,18 +31,14 @@ import contextlib
 import sys
 import types
 from collections.abc import Awaitable, Coroutine, Generator
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, TypeVar
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
 from . import compat
-from .loop_portal import LoopPortal, serve
+from .loop_portal import ImplicitIOHook, LoopPortal, serve
 
 T = TypeVar("T")
-
-# Called with the suspended step greenlet each time the portal serves implicit IO. It returns None to let the IO
-# proceed, or an exception to raise at the call site instead (strict mode).
-ImplicitIOHook = Callable[[Any], Optional[BaseException]]
 
 _STEP = object()  # marks a plain suspension of the coroutine, as opposed to implicit IO
 _greenlet_class: type[Any] | None = None
