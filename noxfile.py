@@ -29,21 +29,30 @@ os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
 os.environ.setdefault("GREENLIGHT_INVOCATION", str(os.getpid()))
 os.environ.setdefault("GREENLIGHT_RUN_ID", time.strftime("%Y-%m-%dT%H:%M:%SZ-", time.gmtime()) + f"{os.getpid():x}")
 
-# The oldest and the newest supported stacks. The plugin's tests run on both; the matrix, report and workflow tests
-# exercise our own tooling (each cell builds its own environment), so they run once, on the newest.
+# The stacks the plugin's tests run on. "floor" is the exact lowest patch of everything the plugin claims (see
+# pyproject.toml and README "Supported versions"); "lowest-direct" lets uv pick the lowest versions pyproject allows;
+# "oldest" and "newest" are the newest patches of the oldest and the newest series. The matrix, report and workflow
+# tests exercise our own tooling (each cell builds its own environment), so they run once, on "newest".
 STACKS = {
+    "floor": ["sqlalchemy[asyncio]==1.4.24", "pytest-asyncio==0.21.0", "pytest==7.4.0", "anyio==4.0.0"],
     "oldest": ["sqlalchemy[asyncio]==1.4.*", "pytest-asyncio==0.21.*", "pytest==7.4.*", "anyio==4.0.*"],
     "newest": ["sqlalchemy[asyncio]==2.1.*", "pytest-asyncio==1.*", "pytest==9.*", "anyio>=4"],
 }
-STACK_TESTS = {"oldest": ["tests/plugin"], "newest": ["tests"]}
+STACK_TESTS = {"newest": ["tests"]}
+PLUGIN_TESTS = ["tests/plugin"]
 
 
 @nox.session
-@nox.parametrize("stack", list(STACKS))
+@nox.parametrize("stack", [*STACKS, "lowest-direct"])
 def tests(session: nox.Session, stack: str) -> None:
-    """Run the project's tests: the plugin's on the oldest and the newest stack, everything on the newest."""
-    session.install("--group", "tests", "-e", ".", *STACKS[stack])
-    session.run("pytest", "--durations=15", *(session.posargs or STACK_TESTS[stack]))
+    """Run the project's tests: the plugin's on its floor, lowest-direct, oldest and newest stacks; all on newest."""
+    if stack == "lowest-direct":
+        # uv resolves the plugin's own dependencies to the lowest versions pyproject.toml allows.
+        session.install("--resolution", "lowest-direct", "-e", ".")
+        session.install("--group", "tests", "-e", ".", "--resolution", "lowest-direct")
+    else:
+        session.install("--group", "tests", "-e", ".", *STACKS[stack])
+    session.run("pytest", "--durations=15", *(session.posargs or STACK_TESTS.get(stack, PLUGIN_TESTS)))
 
 
 @nox.session(name="bench-portal", default=False)
