@@ -71,9 +71,9 @@ def lint(session: nox.Session) -> None:
     session.run("mypy")
 
 
-# The matrix: one session per Python x SQLAlchemy x pytest-asyncio cell of matrix/axes.toml, listed by
-# `nox -l` as e.g. matrix-3.12(sa2.1-pa1); select with -p 3.12, -k "sa2_1 and pa1" (tags) or -t matrix.
-# Arguments after -- go to the scenario run (e.g. -- -k lazy).
+# The matrix: one session per cell of matrix/axes.toml (its exact versions: matrix/axes.lock.json), listed by
+# `nox -l` as e.g. matrix(py3.12-sa2.1-pa1.5-pt9); select with -p 3.12, -k "sa2_1 and pa1_5" or -k floor (tags:
+# each label and the tier) or -t matrix. Arguments after -- go to the scenario run (e.g. -- -k lazy).
 from matrix import axes, progress  # noqa: E402  (needs ROOT on sys.path, set above)
 
 AXES_FILE = Path(os.environ.get("GREENLIGHT_AXES", axes.DEFAULT_PATH))
@@ -97,21 +97,22 @@ if MATRIX is not None:
         from matrix.run import smoke
 
         MATRIX = smoke(MATRIX)
+    # Tiers give each Python its own cells, so the Python is a parameter; the id is the cell id.
     CELL_PARAMS = [
-        # Readable ids (sa2.1-pa1), and tags (sa2_1, pa1) that `-k` can name: "sa2.1" is no Python identifier.
-        nox.param(sa, pa, id=f"sa{sa}-pa{pa}", tags=[f"sa{sa}".replace(".", "_"), f"pa{pa}".replace(".", "_")])
-        for sa in MATRIX.sqlalchemy
-        for pa in MATRIX.pytest_asyncio
+        nox.param(c.python, c.sqlalchemy, c.pytest_asyncio, c.pytest, c.tier, id=c.id, tags=c.tags)
+        for c in MATRIX.cells()
     ]
 
-    @nox.session(python=list(MATRIX.pythons), allow_parallel=True, tags=["matrix"])
-    @nox.parametrize(("sqlalchemy", "pytest_asyncio"), CELL_PARAMS)
-    def matrix(session: nox.Session, sqlalchemy: str, pytest_asyncio: str) -> None:
+    @nox.session(allow_parallel=True, tags=["matrix"])
+    @nox.parametrize(("python", "sqlalchemy", "pytest_asyncio", "pytest", "tier"), CELL_PARAMS)
+    def matrix(session: nox.Session, sqlalchemy: str, pytest_asyncio: str, pytest: str, tier: str) -> None:
         """One matrix cell: install it, run the scenarios per subject and database, write build/results/."""
         from matrix import run
 
+        cell = axes.Cell(str(session.python), sqlalchemy, pytest_asyncio, pytest, tier)
         try:
-            run.run_session(session, sqlalchemy, pytest_asyncio, env_seconds=progress.since_mark())
+            run.run_session(session, cell, env_seconds=progress.since_mark())
+            progress.fail_on_regressions(session, cell)  # a plugin regression in the support set fails the run
         finally:
             progress.mark()
 
@@ -121,6 +122,15 @@ else:
     def matrix(session: nox.Session) -> None:
         """The matrix (matrix/axes.toml is invalid: this session only reports why)."""
         session.error(AXES_ERROR)
+
+
+@nox.session(name="axes", venv_backend="none", default=False)
+def refresh_axes(session: nox.Session) -> None:
+    """Choose the matrix's exact versions from PyPI metadata and write matrix/axes.lock.json."""
+    from matrix import refresh
+
+    if refresh.main(session.posargs, log=session.log) != 0:
+        session.error("matrix/axes.lock.json is out of date: run `nox -s axes`")
 
 
 @nox.session(default=False)

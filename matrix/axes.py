@@ -1,5 +1,11 @@
 """Load ``matrix/axes.toml``, validate it, and expand it into cells.
 
+A cell is one value of each axis in one tier: the ``[axes]`` product is the ``support`` tier, and each
+``[[tiers]]`` entry adds the product of the values it lists (``floor``, ``canary``, ``legacy``, or more
+``support`` cells). Labels are series (``2.1``); the exact version each installs comes from the lock beside the
+file (``axes.lock.json``, written by ``nox -s axes``; see :mod:`matrix.lock`), whose PyPI metadata also excludes
+the cells that cannot exist.
+
 This module is imported by ``noxfile.py`` at import time, so it may use only the standard library, ``tomli``
 on Python < 3.11, and ``packaging`` (a dependency of nox itself). Any problem in the file raises
 :class:`AxesError` with one message that names the file, the line and the key; nothing is run from an invalid
@@ -8,6 +14,7 @@ file.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import re
 import sys
@@ -15,6 +22,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
+
+from matrix import lock as locking
+from matrix.lock import PRE, Lock, LockError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -35,7 +45,9 @@ DRIVERS: dict[str, tuple[str, str]] = {
 # What every cell installs besides its axis values and drivers (the scenario run's base plugins).
 BASE_REQUIREMENTS = ("pytest-timeout>=2.2", "anyio>=4")
 
-AXES = ("python", "sqlalchemy", "pytest_asyncio")
+AXES = ("python", "sqlalchemy", "pytest_asyncio", "pytest")
+# axis -> (distribution, the extra the cell installs it with)
+INSTALLED = {"sqlalchemy": ("sqlalchemy", "[asyncio]"), "pytest_asyncio": ("pytest-asyncio", ""), "pytest": ("pytest", "")}
 _PYTHON = re.compile(r"3\.\d{1,2}")
 _VERSION = re.compile(r"\d+(\.\d+){0,2}")
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
@@ -78,36 +90,69 @@ class Subject:
 
 @dataclass(frozen=True)
 class Cell:
+    """Labels, not versions: a series (``2.1``: its newest release in the lock), an exact floor (``1.4.24``),
+    or ``pre`` (canary). ``pytest`` is empty when the matrix has no pytest axis (pytest is then not pinned)."""
+
     python: str
     sqlalchemy: str
     pytest_asyncio: str
+    pytest: str = ""
+    tier: str = "support"
 
     @property
     def id(self) -> str:
-        return f"py{self.python}-sa{self.sqlalchemy}-pa{self.pytest_asyncio}"
+        if self.tier == "canary":
+            return f"py{self.python}-canary"
+        pytest = f"-pt{self.pytest}" if self.pytest else ""
+        return f"py{self.python}-sa{self.sqlalchemy}-pa{self.pytest_asyncio}{pytest}"
 
     @property
     def session_id(self) -> str:
-        """The nox parameter id; nox adds the Python: ``matrix-3.12(sa2.1-pa1)``."""
-        return f"sa{self.sqlalchemy}-pa{self.pytest_asyncio}"
+        """The nox parameter id, which is the cell id: ``matrix(py3.12-sa2.1-pa1.5-pt9)``."""
+        return self.id
+
+    @property
+    def tags(self) -> list[str]:
+        """What ``nox -k`` can name ("sa2.1" is no Python identifier): ``sa2_1``, ``pa1_5``, ``pt9``, the tier."""
+        labels = [
+            (prefix, value)
+            for prefix, value in (("sa", self.sqlalchemy), ("pa", self.pytest_asyncio), ("pt", self.pytest))
+            if value and value != PRE
+        ]
+        return [f"{prefix}{value}".replace(".", "_") for prefix, value in labels] + [self.tier]
+
+    def labels(self) -> dict[str, str]:
+        """distribution -> label, for every axis the cell pins."""
+        found = {INSTALLED[axis][0]: getattr(self, axis) for axis in ("sqlalchemy", "pytest_asyncio", "pytest")}
+        return {name: label for name, label in found.items() if label}
 
     def as_dict(self) -> dict[str, str]:
-        return {
+        found = {
             "id": self.id,
             "python": self.python,
             "sqlalchemy": self.sqlalchemy,
             "pytest_asyncio": self.pytest_asyncio,
+            "tier": self.tier,
         }
+        if self.pytest:
+            found["pytest"] = self.pytest
+        return found
 
 
-_CELL_ID = re.compile(r"py(?P<python>[\d.]+)-sa(?P<sqlalchemy>[\d.]+)-pa(?P<pytest_asyncio>[\d.]+)")
+_CELL_ID = re.compile(
+    r"py(?P<python>[\d.]+)-(?:(?P<canary>canary)|"
+    r"sa(?P<sqlalchemy>[\d.]+)-pa(?P<pytest_asyncio>[\d.]+)(?:-pt(?P<pytest>[\d.]+))?)"
+)
 
 
 def parse_cell_id(cell_id: str) -> Cell:
+    """A cell from its id; the tier is not in the id of support, floor and legacy cells (``support`` here)."""
     match = _CELL_ID.fullmatch(cell_id)
     if match is None:
-        raise ValueError(f"not a cell id: {cell_id!r} (expected e.g. py3.12-sa2.1-pa1)")
-    return Cell(**match.groupdict())
+        raise ValueError(f"not a cell id: {cell_id!r} (expected e.g. py3.12-sa2.1-pa1.5-pt9)")
+    if match["canary"]:
+        return Cell(match["python"], PRE, PRE, PRE, "canary")
+    return Cell(match["python"], match["sqlalchemy"], match["pytest_asyncio"], match["pytest"] or "")
 
 
 @dataclass(frozen=True)
@@ -117,9 +162,14 @@ class _Selector:
     python: tuple[str, ...] = ()
     sqlalchemy: tuple[str, ...] = ()
     pytest_asyncio: tuple[str, ...] = ()
+    pytest: tuple[str, ...] = ()
 
     def selects(self, cell: Cell) -> bool:
-        return all(not wanted or getattr(cell, axis) in wanted for axis, wanted in self._axes())
+        """A value selects its series: ``1.4`` selects the floor ``1.4.24`` too; never a canary's ``pre``."""
+        return all(
+            not wanted or any(_label_in(getattr(cell, axis), value) for value in wanted)
+            for axis, wanted in self._axes()
+        )
 
     def _axes(self) -> Iterable[tuple[str, tuple[str, ...]]]:
         return ((axis, getattr(self, axis)) for axis in AXES)
@@ -141,6 +191,26 @@ class Exclude(_Selector):
 class Pin(_Selector):
     requirements: tuple[str, ...] = ()
     reason: str = ""
+
+
+def _label_in(label: str, series: str) -> bool:
+    return label == series or (label != PRE and bool(label) and locking.in_series(label, series))
+
+
+@dataclass(frozen=True)
+class Tier:
+    """One ``[[tiers]]`` entry: the product of the values it lists; an axis it leaves out takes every value of
+    ``[axes]`` (``pytest``: the newest series the cell's pytest-asyncio release and the pins allow)."""
+
+    tier: str
+    python: tuple[str, ...] = ()
+    sqlalchemy: tuple[str, ...] = ()
+    pytest_asyncio: tuple[str, ...] = ()
+    pytest: tuple[str, ...] = ()
+
+
+def _key(series: str) -> list[int]:
+    return [int(part) for part in series.split(".")]
 
 
 @dataclass(frozen=True)
@@ -170,24 +240,100 @@ class Matrix:
     excludes: tuple[Exclude, ...]
     pins: tuple[Pin, ...] = ()
     run: RunSettings = field(default_factory=RunSettings)
+    pytest: tuple[str, ...] = ()
+    tiers: tuple[Tier, ...] = ()
+    lock: Optional[Lock] = None
 
     def cells(self) -> list[Cell]:
-        return [Cell(*values) for values in itertools.product(self.pythons, self.sqlalchemy, self.pytest_asyncio)]
+        """Every cell: the ``[axes]`` product (tier ``support``), then each ``[[tiers]]`` entry, in file order."""
+        found: list[Cell] = []
+        for tier in (Tier("support"), *self.tiers):
+            if tier.tier == "canary":
+                found.extend(Cell(py, PRE, PRE, PRE if self.pytest else "", "canary") for py in tier.python)
+                continue
+            values = (
+                tier.python or self.pythons,
+                tier.sqlalchemy or self.sqlalchemy,
+                tier.pytest_asyncio or self.pytest_asyncio,
+                tier.pytest or ("",),
+            )
+            for python, sa, pa, pt in itertools.product(*values):
+                found.append(self._cell(tier.tier, python, sa, pa, pt))
+        return found
+
+    def _cell(self, tier: str, python: str, sa: str, pa: str, pt: str) -> Cell:
+        if tier == "floor":  # a floor cell's labels are the exact floor releases of its series
+            sa, pa = self._floor("sqlalchemy", sa), self._floor("pytest-asyncio", pa)
+        cell = Cell(python, sa, pa, pt, tier)
+        if not pt and self.pytest:
+            cell = dataclasses.replace(cell, pytest=self._newest_pytest(cell))
+        if tier == "floor":
+            cell = dataclasses.replace(cell, pytest=self._floor("pytest", cell.pytest))
+        return cell
+
+    def _floor(self, distribution: str, series: str) -> str:
+        if not series or locking.is_exact(series):
+            return series
+        found = self.lock.exact(distribution, series, "floor") if self.lock else None
+        if found is None:
+            raise LockError(f"the lock has no floor of {distribution} {series}: run `nox -s axes`")
+        return found
+
+    def _newest_pytest(self, cell: Cell) -> str:
+        """The newest ``pytest`` series whose locked release the cell's pytest-asyncio release and pins allow."""
+        for series in sorted(self.pytest, key=_key, reverse=True):
+            candidate = dataclasses.replace(cell, pytest=series)
+            # Only what pytest and pytest-asyncio declare decides (SQLAlchemy's own bounds exclude the cell anyway).
+            exact = {n: v for n, v in self.exact(candidate).items() if n in ("pytest", "pytest-asyncio")}
+            exact.setdefault("pytest", f"{series}.0")  # no lock: judge the pins by the series' first release
+            if locking.impossible(self.lock, cell.python, exact, self._pinned(candidate)) is None:
+                return series
+        return max(self.pytest, key=_key)
+
+    def exact(self, cell: Cell) -> dict[str, str]:
+        """distribution -> the exact version the cell installs, for every label the lock (or the label) fixes."""
+        found: dict[str, str] = {}
+        for distribution, label in cell.labels().items():
+            if locking.is_exact(label):
+                found[distribution] = label
+            elif self.lock is not None and (version := self.lock.exact(distribution, label)) is not None:
+                found[distribution] = version
+        if cell.tier == "canary" and self.lock is not None:
+            for distribution in locking.CANARY_EXTRAS:
+                if (version := self.lock.exact(distribution, PRE)) is not None:
+                    found[distribution] = version
+        return found
+
+    def _pinned(self, cell: Cell) -> list[tuple[str, str, str]]:
+        from packaging.requirements import Requirement
+
+        found = []
+        for pin in self.pins:
+            if pin.selects(cell):
+                for text in pin.requirements:
+                    requirement = Requirement(text)
+                    found.append((requirement.name, str(requirement.specifier), pin.reason))
+        return found
 
     def excluded_reason(self, cell: Cell, subject: Optional[str] = None) -> Optional[str]:
-        """Why this cell (or this subject in it) cannot exist; ``None`` when it can."""
+        """Why this cell (or this subject in it) cannot exist; ``None`` when it can. The rules of axes.toml
+        first, then the PyPI metadata of the versions the cell would install (quoted in the reason)."""
         for rule in self.excludes:
             if rule.matches(cell, subject):
                 return rule.reason
-        return None
+        return locking.impossible(self.lock, cell.python, self.exact(cell), self._pinned(cell))
 
     def requirements(self, cell: Cell) -> list[str]:
-        """What the cell's environment installs, besides drivers and subjects."""
-        wanted = [
-            f"sqlalchemy[asyncio]=={_series(cell.sqlalchemy)}",
-            f"pytest-asyncio=={_series(cell.pytest_asyncio)}",
-            *BASE_REQUIREMENTS,
-        ]
+        """What the cell's environment installs, besides drivers and subjects: exact versions from the lock
+        (``==X.Y.*`` for a series the lock does not hold)."""
+        exact = self.exact(cell)
+        wanted = []
+        for axis, (distribution, extra) in INSTALLED.items():
+            label = getattr(cell, axis)
+            if label:
+                wanted.append(f"{distribution}{extra}=={exact.get(distribution) or _series(label)}")
+        wanted.extend(f"{name}=={version}" for name, version in exact.items() if name in locking.CANARY_EXTRAS)
+        wanted.extend(BASE_REQUIREMENTS)
         for pin in self.pins:
             if pin.selects(cell):
                 wanted.extend(pin.requirements)
@@ -218,25 +364,56 @@ def expand(matrix: Matrix) -> list[CellPlan]:
 # --- loading and validation ---------------------------------------------------------------------------------
 
 
-def load(path: Union[str, Path] = DEFAULT_PATH) -> Matrix:
+def load(path: Union[str, Path] = DEFAULT_PATH, *, definition_only: bool = False) -> Matrix:
+    """The axes file and the lock beside it (``axes.lock.json``; none: series install ``==X.Y.*``).
+    ``definition_only``: the file alone, its cells unchecked (``nox -s axes`` writes the lock from it)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise AxesError(f"{path}: cannot read the matrix definition: {exc.strerror or exc}") from None
-    return parse(text, str(path))
+    if definition_only:
+        return parse(text, str(path), check_cells=False)
+    try:
+        lock = locking.load(locking.path_for(path))
+    except LockError as exc:
+        raise AxesError(str(exc)) from None
+    return parse(text, str(path), lock)
 
 
-def parse(text: str, source: str = "axes.toml") -> Matrix:
+def parse(text: str, source: str = "axes.toml", lock: Optional[Lock] = None, *, check_cells: bool = True) -> Matrix:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         # tomllib's message already ends with "(at line N, column M)".
         raise AxesError(f"{source}: invalid TOML: {exc}") from None
-    return _Validator(text, source).matrix(data)
+    matrix = dataclasses.replace(_Validator(text, source).matrix(data), lock=lock)
+    if not check_cells:
+        return matrix
+    try:
+        cells = matrix.cells()
+    except LockError as exc:
+        raise AxesError(f"{source}: {exc}") from None
+    seen: set[str] = set()
+    for cell in cells:
+        if cell.id in seen:
+            raise AxesError(f"{source}: tiers: cell {cell.id} is defined twice (two tiers list the same values)")
+        seen.add(cell.id)
+        if lock is None and cell.tier == "canary":
+            raise AxesError(f"{source}: tiers: the canary tier needs the lock's pre-releases: run `nox -s axes`")
+    return matrix
 
 
-_TOP = {"axes", "run", "databases", "subjects", "pins", "excludes"}
+def series_in_use(matrix: Matrix) -> dict[str, list[str]]:
+    """distribution -> every series label axes.toml names for it (what ``nox -s axes`` must lock)."""
+    found: dict[str, set[str]] = {distribution: set() for distribution, _ in INSTALLED.values()}
+    for tier in (Tier("support", (), matrix.sqlalchemy, matrix.pytest_asyncio, matrix.pytest), *matrix.tiers):
+        for axis, (distribution, _) in INSTALLED.items():
+            found[distribution].update(v for v in getattr(tier, axis) if not locking.is_exact(v))
+    return {name: sorted(values, key=_key) for name, values in found.items()}
+
+
+_TOP = {"axes", "run", "databases", "subjects", "pins", "excludes", "tiers"}
 
 
 class _Validator:
@@ -258,7 +435,8 @@ class _Validator:
         pythons = self.versions(axes, ("axes", "python"), _PYTHON, "3.N")
         sqlalchemy = self.versions(axes, ("axes", "sqlalchemy"), _VERSION, "X.Y")
         pytest_asyncio = self.versions(axes, ("axes", "pytest_asyncio"), _VERSION, "X.Y")
-        values = {"python": pythons, "sqlalchemy": sqlalchemy, "pytest_asyncio": pytest_asyncio}
+        pytest = self.versions(axes, ("axes", "pytest"), _VERSION, "X.Y") if "pytest" in axes else ()
+        values = {"python": pythons, "sqlalchemy": sqlalchemy, "pytest_asyncio": pytest_asyncio, "pytest": pytest}
         databases = self.databases(data)
         subjects = self.subjects(data)
         excludes = tuple(
@@ -266,7 +444,10 @@ class _Validator:
             for i, entry in enumerate(self.array(data, "excludes"))
         )
         pins = tuple(self.pin(entry, ("pins", i), values) for i, entry in enumerate(self.array(data, "pins")))
-        return Matrix(pythons, sqlalchemy, pytest_asyncio, databases, subjects, excludes, pins, self.run(data))
+        tiers = tuple(self.tier(entry, ("tiers", i), bool(pytest)) for i, entry in enumerate(self.array(data, "tiers")))
+        return Matrix(
+            pythons, sqlalchemy, pytest_asyncio, databases, subjects, excludes, pins, self.run(data), pytest, tiers
+        )
 
     # generic shapes
 
@@ -434,6 +615,24 @@ class _Validator:
         reason = self.string(entry, (*path, "reason"))
         assert reason is not None
         return Exclude(**chosen, reason=reason, subject=subject)
+
+    def tier(self, entry: Mapping[str, Any], path: Path_, has_pytest: bool) -> Tier:
+        kind = self.string(entry, (*path, "tier"))
+        if kind not in locking.TIERS:
+            raise self.fail((*path, "tier"), f"unknown tier {kind!r} (one of: {', '.join(locking.TIERS)})")
+        allowed = {"tier", "python"} if kind == "canary" else {"tier", *AXES}
+        if not has_pytest:
+            allowed.discard("pytest")
+        self.known_keys(entry, path, allowed)
+        if kind == "canary" and "python" not in entry:
+            raise self.fail(path, "a canary tier must list its python")
+        shapes = {"python": (_PYTHON, "3.N"), "sqlalchemy": (_VERSION, "X.Y"), "pytest_asyncio": (_VERSION, "X.Y")}
+        shapes["pytest"] = (_VERSION, "X.Y")
+        chosen = {
+            axis: self.versions(entry, (*path, axis), *shapes[axis]) for axis in AXES if axis in entry
+        }
+        assert kind is not None
+        return Tier(kind, **chosen)
 
     def pin(self, entry: Mapping[str, Any], path: Path_, values: Mapping[str, tuple[str, ...]]) -> Pin:
         self.known_keys(entry, path, {*AXES, "requirements", "reason"})

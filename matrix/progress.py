@@ -1,12 +1,15 @@
 """What the matrix run tells the person watching it, and what nox itself decides without running a cell.
 
 * Cells whose interpreter is missing never reach their session function: nox skips them (or fails them with
-  ``--error-on-missing-interpreters``) and logs ``Session matrix-3.14(sa2.1-pa1) skipped: Python interpreter
-  3.14 not found``. A handler on nox's logger turns that line into ``interpreter-missing`` results, in
+  ``--error-on-missing-interpreters``) and logs ``Session matrix(py3.14-sa2.1-pa1.5-pt9) skipped: Python
+  interpreter 3.14 not found``. A handler on nox's logger turns that line into ``interpreter-missing`` results, in
   whichever process ran the session (the top-level one, or a ``nox -j`` worker).
 * At the end of the invocation (``atexit`` in the top-level process only) it prints what this run wrote: cells
   by status, verdict totals, and every database that was not run, with the reason; then it builds the report
-  from ``build/results`` and prints its path.
+  from ``build/results`` and prints its path; last, every plugin regression of the run.
+* A plugin regression (``greenlight`` broken on a scenario that works under ``none``, in a support-set cell:
+  ``reports.model.regressions``) fails that cell's nox session, so ``nox -s matrix`` exits non-zero; canary and
+  legacy cells report theirs without failing.
 """
 
 from __future__ import annotations
@@ -25,10 +28,7 @@ from typing import Any, Optional, TextIO
 from matrix import axes, collect
 from matrix.paths import RESULTS
 
-_MISSING = re.compile(
-    r"Session matrix-(?P<python>[0-9.]+)\(sa(?P<sqlalchemy>[0-9.]+)-pa(?P<pytest_asyncio>[0-9.]+)\)"
-    r" (?:skipped|failed): (?P<reason>Python interpreter \S+ not found)"
-)
+_MISSING = re.compile(r"Session matrix\((?P<cell>[^)]+)\) (?:skipped|failed): (?P<reason>Python interpreter \S+ not found)")
 _last_mark = time.perf_counter()
 
 
@@ -60,7 +60,9 @@ class MissingInterpreterHandler(logging.Handler):
 
 def record_missing(results: Path, axes_path: Path, found: dict[str, str]) -> list[Path]:
     matrix = axes.load(axes_path)
-    cell = axes.Cell(found["python"], found["sqlalchemy"], found["pytest_asyncio"])
+    cell = next((c for c in matrix.cells() if c.id == found["cell"]), None)
+    if cell is None:
+        return []
     excluded = matrix.excluded_reason(cell)
     run = os.environ.get("GREENLIGHT_RUN_ID", "")
     written = []
@@ -135,6 +137,27 @@ def summarize(results: Path, run: str) -> list[str]:
     return lines
 
 
+def regressions(results: Path, run: str, cell_id: Optional[str] = None) -> list[str]:
+    """One line per plugin regression (scenario x cell x database/driver) in this run's support-set results
+    (of one cell, when given): the rule and the support set are ``reports.model``'s."""
+    from reports.model import Run, load_results
+    from reports.model import regressions as find
+
+    loaded = load_results(results)
+    mine = Run(tuple(r for r in loaded.results if r.run_id == run and cell_id in (None, r.cell.id)))
+    return [
+        f"{c.scenario} x {c.cell_id} x {c.database}/{c.driver}: greenlight {c.plugin}, none {c.baseline}"
+        for c in find(mine)
+    ]
+
+
+def fail_on_regressions(session: Any, cell: axes.Cell, results: Path = RESULTS) -> None:
+    """End a support-set cell's nox session with an error when the plugin regressed in it."""
+    found = regressions(results, os.environ.get("GREENLIGHT_RUN_ID", ""), cell.id)
+    if found:
+        session.error(f"plugin regression in {cell.id} ({len(found)} scenario(s)): " + "; ".join(found[:5]))
+
+
 def release_containers(stream: TextIO = sys.stderr) -> None:
     """Remove this invocation's containers now, so none is running when nox returns (the reaper would remove them
     anyway, but only once it sees this process gone: seconds after the prompt is back)."""
@@ -164,6 +187,11 @@ def finish(results: Path, run: str, stream: TextIO = sys.stderr) -> None:
 
     # --no-docs: a run of a few cells must not rewrite the support table; `nox -s report` does that on purpose.
     build.main(["--results", str(results), "--out", str(results.parent / "report"), "--no-docs"])
+    found = regressions(results, run)
+    if found:
+        print(f"plugin regressions in the support set ({len(found)}; the run fails):", file=stream)
+        for line in found:
+            print(f"  {line}", file=stream)
 
 
 def install(axes_path: Path, results: Path = RESULTS) -> None:

@@ -6,7 +6,9 @@ The session has already created the cell's virtual environment (uv backend). Fro
 1. installs the cell's requirements, every driver, and this checkout's plugin (editable), recording the
 resolver's    message when that fails (``install-failed``) and trying drivers one by one when only some of
 them fail;
-2. records the exact version of every installed package;
+2. records the exact version of every installed package, and checks them against the cell's labels
+   (:func:`matrix.lock.check_resolved`): a pre-release outside the canary tier, or a version other than the
+   lock's, makes the cell ``install-failed`` with what was resolved and why it is rejected;
 3. asks :mod:`matrix.provision` for each database (SQLite is a file in the cell's work directory) and a fresh
    database per (cell, subject);
 4. runs ``pytest matrix/scenarios`` once per subject over all available databases, with plugin autoload off
@@ -35,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from matrix import axes, collect
+from matrix import axes, collect, lock
 from matrix.axes import Cell, Database, Matrix, Subject
 from matrix.paths import CELLS, PROVISION, RESULTS, ROOT
 
@@ -519,6 +521,9 @@ class CellRunner:
             self.say(f"{self.position}: install failed: {last}")
             return [self.write(s, "install-failed", installed.message) for s in self.matrix.subjects]
         self.versions, sqlite_version = inspect_env(self.python)
+        wrong = self.check_labels(self.versions)
+        if wrong:
+            return [self.write(s, "install-failed", wrong, self.versions) for s in self.matrix.subjects]
         databases = Databases(self.matrix, self.state_dir, self.work, installed.failed_drivers)
         databases.set_sqlite_version(sqlite_version)
         self.timings["provision"] = databases.seconds
@@ -533,6 +538,18 @@ class CellRunner:
                 written.append(self.write(subject, "crashed", reason, self.versions, databases))
         self.report_databases(databases)
         return written
+
+    def check_labels(self, versions: Mapping[str, str]) -> Optional[str]:
+        """The reason to reject what got installed (it is not what the cell's labels say), or None."""
+        labels = self.cell.labels()
+        exact = self.matrix.exact(self.cell)
+        problems = lock.check_resolved(self.cell.tier, labels, {n: exact.get(n) for n in labels}, versions)
+        if not problems:
+            return None
+        resolved = ", ".join(f"{n} {versions.get(n, '(none)')}" for n in lock.CHECKED if n in versions)
+        message = f"resolved {resolved}; rejected: " + "; ".join(problems)
+        self.say(f"{self.position}: install failed: {message}")
+        return message
 
     def run_subject(self, subject: Subject, databases: Databases, progress: str) -> Path:
         label = f"{self.position}, {progress} ({subject.name})"
@@ -789,13 +806,14 @@ def smoke(matrix: Matrix, have_python: Callable[[str], bool] = lambda v: bool(sh
         pythons=newest(pythons),
         sqlalchemy=newest(matrix.sqlalchemy),
         pytest_asyncio=newest(matrix.pytest_asyncio),
+        pytest=newest(matrix.pytest) if matrix.pytest else (),
+        tiers=(),  # the support tier only
     )
 
 
-def run_session(session: Any, sqlalchemy: str, pytest_asyncio: str, env_seconds: Optional[float] = None) -> None:
+def run_session(session: Any, cell: Cell, env_seconds: Optional[float] = None) -> None:
     """The body of the ``matrix`` nox session for one cell."""
     matrix = axes.load(os.environ.get("GREENLIGHT_AXES", axes.DEFAULT_PATH))
-    cell = Cell(str(session.python), sqlalchemy, pytest_asyncio)
     venv = Path(session.virtualenv.location)
     python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     runner = CellRunner(

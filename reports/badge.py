@@ -1,29 +1,23 @@
 """The compatibility badge: ``badge.json`` in the shields.io endpoint schema and a matching ``badge.svg``.
 
 The message counts grid cells (cell and database) of the plugin that work, out of those not excluded:
-"compat | 212/225 cells". The colour is red as soon as the plugin is broken (or partly broken) in a cell of
+"compat | 212/225 cells". The grid holds the support set's tiers only (``model.SUPPORT_TIERS``): canary and legacy
+cells are never counted. The colour is red as soon as the plugin is broken (or partly broken) in a cell of
 the support set, so a green badge can never hide a regression; yellow when nothing is broken but some cells
 did not run.
 """
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable
 from typing import Any
 from xml.sax.saxutils import escape
 
-from reports.model import Grid
+from reports.model import Grid, in_support_set
 
 LABEL = "compat"
 # shields.io named colours and the hex values its own renderer uses for them.
 COLOURS = {"brightgreen": "#4c1", "yellow": "#dfb317", "red": "#e05d44", "lightgrey": "#9f9f9f"}
-
-
-def in_support_set(cell_id: str, database: str, patterns: Iterable[str]) -> bool:
-    """Support-set patterns are shell globs over ``<cell id>/<database>``, e.g. ``py3.1[2-3]-sa2.*/*``."""
-    key = f"{cell_id}/{database}"
-    return any(fnmatch.fnmatchcase(key, pattern) for pattern in patterns)
 
 
 def badge_data(grid: Grid, support: Iterable[str] = ("*",)) -> dict[str, Any]:
@@ -31,7 +25,7 @@ def badge_data(grid: Grid, support: Iterable[str] = ("*",)) -> dict[str, Any]:
     counted = [(v, r, col[1]) for (_, col), (v, r) in grid.cells.items() if v.kind != "excluded"]
     works = sum(v.kind == "works" for v, _, _ in counted)
     broken_in_support = any(
-        v.kind in ("broken", "partial") and r is not None and in_support_set(r.cell.id, db, patterns)
+        v.kind in ("broken", "partial") and r is not None and in_support_set(r, db, patterns)
         for v, r, db in counted
     )
     if not counted:

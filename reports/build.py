@@ -16,7 +16,17 @@ from pathlib import Path
 from typing import Optional
 
 from reports import badge, html, table
-from reports.model import Problem, Run, build_grid, decode_file, from_data, load_results, to_data
+from reports.model import (
+    Problem,
+    Run,
+    build_grid,
+    decode_file,
+    describe_regressions,
+    from_data,
+    load_results,
+    regressions,
+    to_data,
+)
 from reports.safe import clean_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,6 +115,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not args.results.is_dir():
         print(f"reports: no results folder at {args.results} (run `nox -s matrix` first)", file=sys.stderr)
         return 2
+    support = tuple(args.support or ("*",))
     built = build(
         args.results,
         args.out,
@@ -112,8 +123,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         docs=None if args.no_docs else args.docs,
         plugin=args.plugin,
         baseline=args.baseline,
-        support=tuple(args.support or ("*",)),
+        support=support,
     )
+    # The first line says when the plugin broke what works without it in the support set (it fails the run).
+    found = regressions(built.run, args.plugin, args.baseline, support)
+    headline = describe_regressions(found, args.plugin, args.baseline)
+    if headline:
+        print(headline)
     for problem in built.run.problems:
         print(f"reports: warning: {problem.file}: {problem.message[:300]}", file=sys.stderr)
     shield = json.loads(built.badge_json.read_text(encoding="utf-8"))

@@ -24,8 +24,10 @@ from reports.model import (
     Run,
     build_grid,
     compare_subjects,
+    describe_regressions,
     diff_grids,
     diff_runs,
+    regressions,
     to_data,
 )
 
@@ -134,6 +136,7 @@ def render_report(
         change_counts=Counter(c.kind for c in changes),
         badge=badge,
         badge_svg=Markup(render_svg(badge)),
+        headline=describe_regressions(regressions(run, plugin, baseline, support), plugin, baseline),
         data_json=embed_json(to_data(run)),
         generated_at=generated_at,
     )

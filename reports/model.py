@@ -7,9 +7,11 @@ the way in, and loading never raises for a bad file; it records a ``Problem`` na
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -22,6 +24,9 @@ MAX_FILE_BYTES = 64 * 1024 * 1024
 
 STATUSES = ("completed", "install-failed", "interpreter-missing", "crashed", "infra-error", "excluded")
 VERDICTS = ("works", "broken", "skipped", "not-run")
+# The tiers whose cells make up the support set (the same as matrix/lock.py's SUPPORT_TIERS: the report must not
+# import the matrix). "canary" (pre-releases) and "legacy" (end-of-life Pythons) are shown, never counted.
+SUPPORT_TIERS = ("support", "floor")
 
 
 def _opt(value: Any, cap: int = SHORT_CAP) -> Optional[str]:
@@ -42,6 +47,13 @@ class Cell:
     python: str
     sqlalchemy: str
     pytest_asyncio: str
+    pytest: str = ""  # the pytest series label; "" in files written before the matrix had a pytest axis
+    tier: str = "support"
+
+    @property
+    def asyncio_column(self) -> str:
+        """The grid's column label: pytest-asyncio, with the pytest series when the cell names one."""
+        return f"{self.pytest_asyncio} · pytest {self.pytest}" if self.pytest else self.pytest_asyncio
 
 
 @dataclass(frozen=True)
@@ -196,6 +208,8 @@ def parse_result(data: Any, file: str) -> tuple[Optional[Result], list[Problem]]
             python=clean_text(_require(raw_cell, "python", str, "cell.")),
             sqlalchemy=clean_text(_require(raw_cell, "sqlalchemy", str, "cell.")),
             pytest_asyncio=clean_text(_require(raw_cell, "pytest_asyncio", str, "cell.")),
+            pytest=clean_text(raw_cell.get("pytest") or ""),
+            tier=clean_text(raw_cell.get("tier") or "support"),
         )
         raw_subject = _require(data, "subject", dict, "")
         status = _require(data, "status", str, "")
@@ -314,6 +328,18 @@ class CellVerdict:
         return f"{counts}; {self.reason}" if self.reason else counts
 
 
+def in_support_set(result: Result, database: str = "*", patterns: tuple[str, ...] = ("*",)) -> bool:
+    """The one definition of the support set: a cell of a support tier (never canary or legacy) whose
+    ``<cell id>/<database>`` matches one of the ``--support`` globs (default: every one)."""
+    return result.cell.tier in SUPPORT_TIERS and support_glob(result.cell.id, database, patterns)
+
+
+def support_glob(cell_id: str, database: str, patterns: Iterable[str]) -> bool:
+    """``--support`` patterns are shell globs over ``<cell id>/<database>``, e.g. ``py3.1[2-3]-sa2.*/*``."""
+    key = f"{cell_id}/{database}"
+    return any(fnmatch.fnmatchcase(key, pattern) for pattern in patterns)
+
+
 def cell_verdict(result: Optional[Result], database: str) -> CellVerdict:
     if result is None:
         return CellVerdict("not-run", reason="no results file for this cell")
@@ -360,13 +386,15 @@ class Grid:
 
 
 def build_grid(run: Run, subject: str) -> Grid:
-    mine = [r for r in run.results if r.subject == subject]
+    """The support set's grid (canary and legacy cells are left out: they are not support facts)."""
+    supported = [r for r in run.results if r.cell.tier in SUPPORT_TIERS]
+    mine = [r for r in supported if r.subject == subject]
     # Every subject's cells define the axes, so a cell that only the baseline produced still shows as a hole.
-    pythons = sorted({r.cell.python for r in run.results}, key=natural_key)
-    alchemies = sorted({r.cell.sqlalchemy for r in run.results}, key=natural_key)
-    asyncios = sorted({r.cell.pytest_asyncio for r in run.results}, key=natural_key)
+    pythons = sorted({r.cell.python for r in supported}, key=natural_key)
+    alchemies = sorted({r.cell.sqlalchemy for r in supported}, key=natural_key)
+    asyncios = sorted({r.cell.asyncio_column for r in supported}, key=natural_key)
     databases = run.databases()
-    by_axes = {(r.cell.python, r.cell.sqlalchemy, r.cell.pytest_asyncio): r for r in mine}
+    by_axes = {(r.cell.python, r.cell.sqlalchemy, r.cell.asyncio_column): r for r in mine}
     rows = tuple((py, sa) for py in pythons for sa in alchemies)
     columns = tuple((pa, db) for pa in asyncios for db in databases)
     cells = {}
@@ -431,6 +459,30 @@ def compare_subjects(run: Run, plugin: str = "greenlight", baseline: str = "none
                 )
             )
     return comparisons
+
+
+def regressions(
+    run: Run, plugin: str = "greenlight", baseline: str = "none", support: tuple[str, ...] = ("*",)
+) -> list[Comparison]:
+    """Scenarios the plugin breaks (broken with it, works without it) in a support-set cell: these fail a run."""
+    found = []
+    for comparison in compare_subjects(run, plugin, baseline):
+        result = run.find(comparison.cell_id, plugin)
+        if comparison.kind == "regression" and result and in_support_set(result, comparison.database, support):
+            found.append(comparison)
+    return found
+
+
+def describe_regressions(found: list[Comparison], plugin: str = "greenlight", baseline: str = "none") -> str:
+    """The headline when there are regressions, e.g. "REGRESSION: greenlight breaks 2 scenario(s) that work
+    with none, in 1 support-set cell(s)"; empty when there are none."""
+    if not found:
+        return ""
+    cells = len({c.cell_id for c in found})
+    return (
+        f"REGRESSION: {plugin} breaks {len(found)} scenario(s) that work with {baseline}, "
+        f"in {cells} support-set cell(s)"
+    )
 
 
 # Names as people write them in a sentence ("SQLAlchemy went 2.1.9 → 2.1.10").

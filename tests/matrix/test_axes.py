@@ -75,9 +75,11 @@ def line_of(text: str, needle: str, occurrence: int = 1) -> int:
 
 def test_shipped_file_loads_and_expands() -> None:
     matrix = axes.load(SHIPPED)
-    assert matrix.pythons == ("3.9", "3.10", "3.11", "3.12", "3.13", "3.14")
+    assert matrix.pythons == ("3.10", "3.11", "3.12", "3.13", "3.14", "3.15")
     assert matrix.sqlalchemy == ("1.4", "2.0", "2.1")
-    assert matrix.pytest_asyncio == ("0.21", "0.23", "0.24", "0.26", "1")
+    assert matrix.pytest_asyncio == ("0.21", "0.23", "0.24", "0.26", "1.0", "1.1", "1.4", "1.5")
+    assert matrix.pytest == ("8.4", "9")
+    assert matrix.lock is not None, "matrix/axes.lock.json is missing: run `nox -s axes`"
     assert [s.name for s in matrix.subjects] == ["greenlight", "none", "pytest-green-light"]
     assert {d.name: d.drivers for d in matrix.databases} == {
         "sqlite": ("aiosqlite",),
@@ -87,14 +89,28 @@ def test_shipped_file_loads_and_expands() -> None:
         "mariadb-11": ("aiomysql", "asyncmy"),
     }
     plans = axes.expand(matrix)
-    assert len(plans) == 6 * 3 * 5
-    excluded = {p.cell.id for p in plans if p.excluded_reason}
-    assert excluded == {f"py3.9-sa2.1-pa{pa}" for pa in matrix.pytest_asyncio}
+    by_tier = {tier: [p for p in plans if p.cell.tier == tier] for tier in ("support", "floor", "canary", "legacy")}
+    # the product (6 x 3 x 8), pytest 8.4 next to 9 for 1.4/1.5 (4), floors (2 Pythons x 3 series), one canary,
+    # Python 3.9 as legacy (2 x 3): the count the README states
+    assert {tier: len(found) for tier, found in by_tier.items()} == {"support": 148, "floor": 6, "canary": 1, "legacy": 6}
+    ids = [p.cell.id for p in plans]
+    assert "py3.15-sa2.1-pa1.5-pt9" in ids and "py3.14-sa1.4-pa0.21-pt8.4" in ids and "py3.15-canary" in ids
+    # SQLAlchemy 2.1 needs Python >= 3.11: excluded on 3.10 with the metadata as the reason, never a beta
+    for plan in plans:
+        if plan.cell.python == "3.10" and plan.cell.sqlalchemy.startswith("2.1"):
+            assert plan.excluded_reason and "requires Python >=3.11" in plan.excluded_reason, plan
+    # pytest-asyncio 0.21 gets pytest 8.4 (the pin), 1.4 and 1.5 the newest pytest their metadata allows
+    support = {(p.cell.python, p.cell.sqlalchemy, p.cell.pytest_asyncio, p.cell.pytest) for p in by_tier["support"]}
+    assert ("3.12", "2.0", "0.21", "8.4") in support and ("3.12", "2.0", "1.5", "9") in support
+    # floors are exact releases, read from the lock (which read pyproject.toml's claim)
+    floors = {p.cell.sqlalchemy for p in by_tier["floor"]}
+    assert all(floor.count(".") == 2 for floor in floors) and len(floors) == 3
     # every cell with SQLAlchemy 1.4 keeps greenlight and none, and drops only the comparison plugin
     for plan in plans:
-        if plan.cell.sqlalchemy == "1.4":
+        if plan.cell.sqlalchemy.startswith("1.4.") or plan.cell.sqlalchemy == "1.4":
             assert plan.subject_reason("pytest-green-light") is not None
-            assert plan.subject_reason("greenlight") is None
+            if not plan.excluded_reason:
+                assert plan.subject_reason("greenlight") is None
 
 
 def test_expand_small_file() -> None:

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from reports.badge import COLOURS, badge_data, in_support_set, render_svg
+from reports.badge import COLOURS, badge_data, render_svg
+from reports.model import support_glob
 from reports.build import build
 from reports.model import build_grid, load_results
 from tests.reports.results_factory import DATABASES, Spec, fabricate_run
@@ -73,8 +74,8 @@ def test_colour(tmp_path: Path, spec: Spec, support: tuple[str, ...], colour: st
 
 
 def test_support_patterns_match_cell_and_database() -> None:
-    assert in_support_set("py3.12-sa2.1-pa1", "postgresql-17", ["py3.12-*/postgresql-*"])
-    assert not in_support_set("py3.12-sa2.1-pa1", "sqlite", ["py3.12-*/postgresql-*"])
+    assert support_glob("py3.12-sa2.1-pa1", "postgresql-17", ["py3.12-*/postgresql-*"])
+    assert not support_glob("py3.12-sa2.1-pa1", "sqlite", ["py3.12-*/postgresql-*"])
 
 
 def test_svg_is_well_formed_and_says_the_same(tmp_path: Path) -> None:
