@@ -40,12 +40,18 @@ STACKS = {
 }
 STACK_TESTS = {"newest": ["tests"]}
 PLUGIN_TESTS = ["tests/plugin"]
+# The plugin's tests on the newest stack with interpreters this machine may lack. A python3.X on PATH (setup-python)
+# is used as it is; otherwise Debian sid's, in a runtime root (matrix/runtime.py: needs root; README "Development").
+RUNTIME_STACKS = {"py3.14": "3.14", "py3.15": "3.15"}
 
 
 @nox.session
-@nox.parametrize("stack", [*STACKS, "lowest-direct"])
+@nox.parametrize("stack", [*STACKS, "lowest-direct", *RUNTIME_STACKS])
 def tests(session: nox.Session, stack: str) -> None:
-    """Run the project's tests: the plugin's on its floor, lowest-direct, oldest and newest stacks; all on newest."""
+    """Run the project's tests: the plugin's on each stack (newest also on Python 3.14 and 3.15); all on newest."""
+    if stack in RUNTIME_STACKS:
+        _tests_on_python(session, RUNTIME_STACKS[stack], STACKS["newest"])
+        return
     if stack == "lowest-direct":
         # uv resolves the plugin's own dependencies to the lowest versions pyproject.toml allows.
         session.install("--resolution", "lowest-direct", "-e", ".")
@@ -53,6 +59,35 @@ def tests(session: nox.Session, stack: str) -> None:
     else:
         session.install("--group", "tests", "-e", ".", *STACKS[stack])
     session.run("pytest", "--durations=15", *(session.posargs or STACK_TESTS.get(stack, PLUGIN_TESTS)))
+
+
+def _tests_on_python(session: nox.Session, version: str, requirements: list[str]) -> None:
+    """The plugin's tests on Python ``version`` in a venv of its own (inside the session's, which nox renews)."""
+    import shutil
+
+    from matrix import runtime
+
+    venv = Path(session.virtualenv.location) / f"python{version}"
+    python = shutil.which(f"python{version}")
+    prefix: list[str] = []
+    env = {"VIRTUAL_ENV": str(venv), "PATH": f"{venv}/bin{os.pathsep}{os.environ.get('PATH', '')}"}
+    if python is None:
+        cache = ROOT / "build" / "runtimes"
+        try:
+            root = runtime.build_root(cache, log=session.log)
+            env = {"VIRTUAL_ENV": str(venv), "PATH": f"{venv}/bin:{runtime.BASE_ENV['PATH']}"}
+            env["UV_CACHE_DIR"] = str(cache / "uv-cache")  # in the repository: bound, and uv can hardlink from it
+            # The repository, and the venv's directory too when --envdir moves it out.
+            binds = [ROOT] if venv.resolve().is_relative_to(ROOT.resolve()) else [ROOT, venv.parent]
+            prefix = runtime.command_prefix(root, cwd=ROOT, env=env, binds=binds, uv=nox.virtualenv.UV)
+        except runtime.RuntimeRootError as exc:
+            session.error(f"python{version} is not on PATH and its runtime root is not available: {exc}")
+        python = runtime.interpreter(version)
+    session.run(*prefix, "uv", "venv", "--clear", "--quiet", "--python", python, str(venv), external=True)
+    pip = [*prefix, "uv", "pip", "install", "--python", str(venv / "bin" / "python")]
+    session.run(*pip, "--group", "tests", "-e", ".", *requirements, external=True)
+    pytest = [str(venv / "bin" / "python"), "-m", "pytest", "--durations=15", *(session.posargs or PLUGIN_TESTS)]
+    session.run(*prefix, *pytest, env=None if prefix else env, external=True)
 
 
 @nox.session(name="bench-portal", default=False)
