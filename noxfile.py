@@ -177,7 +177,7 @@ def report(session: nox.Session) -> None:
 
 @nox.session(venv_backend="none", default=False)
 def images(session: nox.Session) -> None:
-    """Build the offline PostgreSQL and MariaDB images from Debian packages (needs root and a Docker engine)."""
+    """Build the offline PostgreSQL, MariaDB and MySQL images from Debian packages (needs root and Docker)."""
     from matrix.images import ImageBuildError, build_all
 
     try:

@@ -39,7 +39,9 @@ DRIVERS: dict[str, tuple[str, str]] = {
     "aiosqlite": ("sqlite", "aiosqlite"),
     "asyncpg": ("postgresql", "asyncpg"),
     "psycopg": ("postgresql", "psycopg[binary]"),
-    "aiomysql": ("mysql", "aiomysql"),
+    # [rsa]: cryptography, which both MySQL drivers need for caching_sha2_password, MySQL 8.4+'s only default
+    # (9.x has no mysql_native_password), over plain TCP; asyncmy, installed beside it, uses it too.
+    "aiomysql": ("mysql", "aiomysql[rsa]"),
     "asyncmy": ("mysql", "asyncmy"),
 }
 # What every cell installs besides its axis values and drivers (the scenario run's base plugins).

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from matrix.images.recipes import COMMON_PRUNE, ENTRYPOINT_PATH, ENTRYPOINTS, RECIPES, SUITE, Recipe
+from matrix.images.recipes import COMMON_PRUNE, ENTRYPOINT_PATH, ENTRYPOINTS, RECIPES, Recipe
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 LABEL = "greenlight.recipe"
 _MARKER = ".greenlight-rootfs"
-# A cold debootstrap takes 1-2 minutes here; past this something hangs (a stalled mirror).
+# A cold debootstrap takes 1-3 minutes here; past this something hangs (a stalled mirror).
 DEBOOTSTRAP_TIMEOUT = 1200
 IMPORT_TIMEOUT = 600
 
@@ -166,7 +166,7 @@ def _rootfs(recipe: Recipe, cache_dir: Path, mirror: str, log: Log) -> tuple[Pat
         "--variant=minbase",
         f"--cache-dir={debs}",
         f"--include={','.join(recipe.packages)}",
-        SUITE,
+        recipe.suite,
         str(staging),
         mirror,
     ]
@@ -185,11 +185,42 @@ def _rootfs(recipe: Recipe, cache_dir: Path, mirror: str, log: Log) -> tuple[Pat
         tail = "\n".join(logfile.read_text(errors="replace").splitlines()[-15:])
         _remove_tree(staging)
         raise ImageBuildError(f"debootstrap for {recipe.image} failed ({done.returncode}); {logfile} ends:\n{tail}")
+    try:
+        installed = check_server_version(recipe, staging)
+    except ImageBuildError:
+        _remove_tree(staging)
+        raise
+    log(f"{recipe.image}: {recipe.suite} installed {recipe.server_package} {installed}")
     for relative in COMMON_PRUNE + recipe.prune:
         _remove_tree(staging / relative)
     staging.rename(target)
     marker.write_text(key + "\n")
     return target, seconds
+
+
+def installed_version(rootfs: Path, package: str) -> Optional[str]:
+    """The version of ``package`` installed in ``rootfs`` (from dpkg's status file), or None."""
+    status = rootfs / "var" / "lib" / "dpkg" / "status"
+    for stanza in status.read_text(errors="replace").split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line and not line[0].isspace())
+        if fields.get("Package") == package and fields.get("Status", "").endswith(" installed"):
+            return fields.get("Version")
+    return None
+
+
+def check_server_version(recipe: Recipe, rootfs: Path) -> str:
+    """The installed server package's version, which must be of the series the image is tagged with: a suite
+    that moved on (sid's MySQL going 9.8, say) stops the build instead of mislabelling the image."""
+    version = installed_version(rootfs, recipe.server_package)
+    if version is None:
+        raise ImageBuildError(f"{recipe.image}: debootstrap did not install {recipe.server_package}")
+    upstream = version.split(":", 1)[-1]  # without the epoch (MariaDB's "1:")
+    if not upstream.startswith(tuple(recipe.version + separator for separator in ".-+~")):
+        raise ImageBuildError(
+            f"{recipe.image}: {recipe.suite} installed {recipe.server_package} {version}, not the {recipe.version}"
+            f" series the image is tagged with: change the recipe in matrix/images/recipes.py (and axes.toml)"
+        )
+    return version
 
 
 def _import(rootfs: Path, image: str, changes: tuple[str, ...]) -> None:

@@ -83,10 +83,12 @@ def test_shipped_file_loads_and_expands() -> None:
     assert [s.name for s in matrix.subjects] == ["greenlight", "none", "pytest-green-light"]
     assert {d.name: d.drivers for d in matrix.databases} == {
         "sqlite": ("aiosqlite",),
-        "postgresql-13": ("asyncpg", "psycopg"),
+        "postgresql-15": ("asyncpg", "psycopg"),
         "postgresql-17": ("asyncpg", "psycopg"),
-        "mysql-8.4": ("aiomysql", "asyncmy"),
-        "mariadb-11": ("aiomysql", "asyncmy"),
+        "postgresql-18": ("asyncpg", "psycopg"),
+        "mysql-9.7": ("aiomysql", "asyncmy"),
+        "mariadb-10.11": ("aiomysql", "asyncmy"),
+        "mariadb-11.8": ("aiomysql", "asyncmy"),
     }
     plans = axes.expand(matrix)
     by_tier = {tier: [p for p in plans if p.cell.tier == tier] for tier in ("support", "floor", "canary", "legacy")}
