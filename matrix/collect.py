@@ -264,7 +264,7 @@ def build_result(
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
         "written_at": now(),
-        "cell": {key: cell[key] for key in ("id", "python", "sqlalchemy", "pytest_asyncio")},
+        "cell": {key: cell[key] for key in ("id", "python", "sqlalchemy", "pytest_asyncio", "pytest", "tier") if key in cell},
         "subject": {"name": subject["name"], "requirement": subject.get("requirement")},
         "status": status,
         "reason": reason,
