@@ -9,7 +9,6 @@ recipe is not touched at all. A lock makes concurrent builds (two CI jobs) wait 
 from __future__ import annotations
 
 import concurrent.futures
-import fcntl
 import json
 import os
 import shutil
@@ -20,13 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from matrix import debian
+from matrix.debian import DEFAULT_MIRROR as DEFAULT_MIRROR  # named here by the image tests
+from matrix.debian import DebootstrapError
+from matrix.debian import remove_tree as _remove_tree
 from matrix.images.recipes import COMMON_PRUNE, ENTRYPOINT_PATH, ENTRYPOINTS, RECIPES, Recipe
 
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
 LABEL = "greenlight.recipe"
 _MARKER = ".greenlight-rootfs"
-# A cold debootstrap takes 1-3 minutes here; past this something hangs (a stalled mirror).
-DEBOOTSTRAP_TIMEOUT = 1200
 IMPORT_TIMEOUT = 600
 
 Log = Callable[[str], None]
@@ -69,7 +69,7 @@ def build_all(
     if wanted is not None and len(recipes) != len(wanted):
         known = ", ".join(f"{r.slug} ({r.image})" for r in RECIPES)
         raise ImageBuildError(f"unknown image in {sorted(wanted)}; known: {known}")
-    mirror = mirror or os.environ.get("GREENLIGHT_DEBIAN_MIRROR") or DEFAULT_MIRROR
+    mirror = debian.mirror(mirror)
     _check_tools()
     cache_dir = cache_dir.resolve()
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -79,12 +79,10 @@ def build_all(
         log(result.describe())
         return result
 
-    # fcntl rather than filelock: .ci/docker.sh runs this with any python3, before any environment exists.
-    with open(cache_dir / "build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        # In parallel: dpkg spends much of a debootstrap waiting on the disk, so two overlap well.
-        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(recipes))) as pool:
-            return list(pool.map(one, recipes))
+    # In parallel: dpkg spends much of a debootstrap waiting on the disk, so two overlap well.
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(recipes)))
+    with debian.exclusive_lock(cache_dir / "build.lock"), pool:
+        return list(pool.map(one, recipes))
 
 
 def build_one(recipe: Recipe, cache_dir: Path, *, force: bool, mirror: str, log: Log) -> BuildResult:
@@ -156,35 +154,19 @@ def _rootfs(recipe: Recipe, cache_dir: Path, mirror: str, log: Log) -> tuple[Pat
     staging = target.with_name(target.name + ".partial")
     _remove_tree(staging)
     _remove_tree(target)
-    debs = cache_dir / "debs" / recipe.slug  # one per recipe: parallel debootstraps must not share one
-    debs.mkdir(parents=True, exist_ok=True)
-    logs = cache_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    logfile = logs / f"{recipe.slug}-debootstrap.log"
-    command = [
-        "debootstrap",
-        "--variant=minbase",
-        f"--cache-dir={debs}",
-        f"--include={','.join(recipe.packages)}",
-        recipe.suite,
-        str(staging),
-        mirror,
-    ]
-    log(f"{recipe.image}: {' '.join(command)} (log: {logfile})")
-    start = time.perf_counter()
-    with logfile.open("w") as out:
-        try:
-            done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, timeout=DEBOOTSTRAP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            _remove_tree(staging)
-            raise ImageBuildError(  # noqa: B904  (the timeout itself says nothing more)
-                f"debootstrap for {recipe.image} ran over {DEBOOTSTRAP_TIMEOUT} s; see {logfile}"
-            )
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        tail = "\n".join(logfile.read_text(errors="replace").splitlines()[-15:])
-        _remove_tree(staging)
-        raise ImageBuildError(f"debootstrap for {recipe.image} failed ({done.returncode}); {logfile} ends:\n{tail}")
+    try:
+        seconds = debian.debootstrap(
+            staging,
+            suite=recipe.suite,
+            packages=recipe.packages,
+            mirror=mirror,
+            debs=cache_dir / "debs" / recipe.slug,  # one per recipe: parallel debootstraps must not share one
+            logfile=cache_dir / "logs" / f"{recipe.slug}-debootstrap.log",
+            what=recipe.image,
+            log=log,
+        )
+    except DebootstrapError as exc:
+        raise ImageBuildError(str(exc)) from None
     try:
         installed = check_server_version(recipe, staging)
     except ImageBuildError:
@@ -247,19 +229,3 @@ def _import(rootfs: Path, image: str, changes: tuple[str, ...]) -> None:
         raise ImageBuildError(f"tar of {rootfs} failed ({tar.returncode}): {tar_stderr.strip()}")
     if done.returncode != 0:
         raise ImageBuildError(f"docker import {image} failed ({done.returncode}): {done.stderr.strip()}")
-
-
-def _remove_tree(path: Path) -> None:
-    """Remove a (possibly half-built) root filesystem without ever following a mount out of it.
-
-    A debootstrap that died can leave /proc or /sys mounted inside its target; those are unmounted first, and
-    ``rm --one-file-system`` refuses to cross into anything still mounted.
-    """
-    if not path.exists() and not path.is_symlink():
-        return
-    prefix = str(path.resolve())
-    with open("/proc/self/mounts") as mounts:
-        points = [line.split()[1] for line in mounts]
-    for point in sorted((p for p in points if p == prefix or p.startswith(prefix + "/")), reverse=True):
-        subprocess.run(["umount", "--lazy", point], check=False)
-    subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=True)

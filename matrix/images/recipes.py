@@ -9,9 +9,10 @@ A root filesystem of a newer suite than the host's is fine: only the container r
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from matrix.debian import digest
 
 ENTRYPOINTS = Path(__file__).parent / "entrypoints"
 ENTRYPOINT_PATH = "usr/local/bin/docker-entrypoint.sh"
@@ -53,12 +54,12 @@ class Recipe:
 
     def rootfs_key(self, mirror: str) -> str:
         """What the cached debootstrap output depends on; a change re-runs debootstrap."""
-        return _digest({"suite": self.suite, "mirror": mirror, "packages": self.packages, "format": BUILD_FORMAT})
+        return digest({"suite": self.suite, "mirror": mirror, "packages": self.packages, "format": BUILD_FORMAT})
 
     def image_key(self, mirror: str) -> str:
         """What the image depends on; stored as a label so an up-to-date image is never rebuilt."""
         script = (ENTRYPOINTS / self.entrypoint).read_bytes()
-        return _digest(
+        return digest(
             {
                 "rootfs": self.rootfs_key(mirror),
                 "prune": COMMON_PRUNE + self.prune,
@@ -66,10 +67,6 @@ class Recipe:
                 "entrypoint": hashlib.sha256(script).hexdigest(),
             }
         )
-
-
-def _digest(data: object) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -57,6 +57,34 @@ def test_an_incomplete_root_is_not_taken_for_a_built_one(tmp_path: Path, monkeyp
         runtime.build_root(tmp_path, mirror=MIRROR, log=lambda line: None)
 
 
+def test_a_missing_debootstrap_is_installed_with_apt_get(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fresh machine has no debootstrap (and no package lists): install it, running apt-get update only if needed.
+    calls = tmp_path / "calls"
+    fake = tmp_path / "bin" / "apt-get"
+    fake.parent.mkdir()
+    fake.write_text(
+        f'#!/bin/sh\necho "$*" >>{calls}\n[ "$1" = update ] || [ -e {tmp_path}/updated ] || exit 100\n'
+        f'[ "$1" != update ] || touch {tmp_path}/updated\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:/usr/bin:/bin")
+    monkeypatch.setattr(debian, "debootstrap_path", lambda: None)
+    logged: list[str] = []
+    runtime._ensure_debootstrap(logged.append)
+    assert calls.read_text().splitlines() == [
+        "install -y -q --no-install-recommends debootstrap debian-archive-keyring",
+        "update -q",
+        "install -y -q --no-install-recommends debootstrap debian-archive-keyring",
+    ]
+    assert logged == [
+        "runtime roots: installing debootstrap debian-archive-keyring with apt-get (host packages, "
+        "from its own sources)"
+    ]
+    fake.write_text("#!/bin/sh\necho 'E: Unable to locate package debootstrap' >&2\nexit 100\n")
+    with pytest.raises(runtime.RuntimeRootError, match=r"(?s)step 'install debootstrap' failed \(100\):.*Unable"):
+        runtime._ensure_debootstrap(logged.append)
+
+
 def test_the_command_line_passes_a_clean_environment_and_the_binds(tmp_path: Path) -> None:
     prefix = runtime.command_prefix(tmp_path, cwd=ROOT, env={"VIRTUAL_ENV": "/v"}, binds=[ROOT])
     assert prefix[:5] == ["unshare", "--mount", "--propagation", "private", "--"]
