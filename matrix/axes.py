@@ -49,7 +49,11 @@ BASE_REQUIREMENTS = ("pytest-timeout>=2.2", "anyio>=4")
 
 AXES = ("python", "sqlalchemy", "pytest_asyncio", "pytest")
 # axis -> (distribution, the extra the cell installs it with)
-INSTALLED = {"sqlalchemy": ("sqlalchemy", "[asyncio]"), "pytest_asyncio": ("pytest-asyncio", ""), "pytest": ("pytest", "")}
+INSTALLED = {
+    "sqlalchemy": ("sqlalchemy", "[asyncio]"),
+    "pytest_asyncio": ("pytest-asyncio", ""),
+    "pytest": ("pytest", ""),
+}
 _PYTHON = re.compile(r"3\.\d{1,2}")
 _VERSION = re.compile(r"\d+(\.\d+){0,2}")
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
@@ -630,9 +634,7 @@ class _Validator:
             raise self.fail(path, "a canary tier must list its python")
         shapes = {"python": (_PYTHON, "3.N"), "sqlalchemy": (_VERSION, "X.Y"), "pytest_asyncio": (_VERSION, "X.Y")}
         shapes["pytest"] = (_VERSION, "X.Y")
-        chosen = {
-            axis: self.versions(entry, (*path, axis), *shapes[axis]) for axis in AXES if axis in entry
-        }
+        chosen = {axis: self.versions(entry, (*path, axis), *shapes[axis]) for axis in AXES if axis in entry}
         assert kind is not None
         return Tier(kind, **chosen)
 

@@ -41,20 +41,24 @@ from matrix.axes import Cell, Matrix
 from matrix.paths import ROOT
 
 LABEL_INVOCATION = "greenlight.invocation"  # = matrix.provision.containers.LABEL_INVOCATION
-DEFAULT_CELLS = ("py3.13-sa2.1-pa1", "py3.12-sa2.1-pa1")
+DEFAULT_CELLS = ("py3.13-sa2.1-pa1.5-pt9", "py3.12-sa2.1-pa1.5-pt9")
 DEFAULT_SCENARIOS = "lazy_load_in_test"
 
 
 def session_name(cell_id: str) -> str:
-    """``py3.13-sa2.1-pa1`` -> ``matrix-3.13(sa2.1-pa1)`` (the nox session of that cell)."""
-    python, _, rest = cell_id.partition("-")
-    return f"matrix-{python.removeprefix('py')}({rest})"
+    """``py3.13-sa2.1-pa1.5-pt9`` -> ``matrix(py3.13-sa2.1-pa1.5-pt9)`` (the nox session of that cell)."""
+    return f"matrix({cell_id})"
 
 
 def venv_dir(envdir: Path, cell_id: str) -> Path:
-    """Where nox puts the cell's environment (it replaces every non-alphanumeric run with '-')."""
+    """Where nox puts the cell's environment (it replaces every non-alphanumeric run with '-', and hashes a
+    path too long for a shebang line: nox's own function decides)."""
     name = session_name(cell_id)
-    return envdir / re.sub(r"[^0-9A-Za-z]+", "-", name).strip("-")
+    try:
+        from nox.sessions import _normalize_path
+    except ImportError:  # outside nox's environment
+        return envdir / re.sub(r"[^0-9A-Za-z]+", "-", name).strip("-")
+    return Path(_normalize_path(str(envdir), name))
 
 
 # --- one matrix run -----------------------------------------------------------------------------------------
@@ -546,7 +550,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             f" = {fmt(fixed + estimate.cells * per_cell)}"
         )
     if not args.skip_env_compare and cells:
-        first = Cell(*_cell_axes(cells[0]))
+        first = axes.parse_cell_id(cells[0])
         say("\n== environment creation for one cell: uv vs nox's default virtualenv + pip (measured) ==")
         compared = compare_env_backends(matrix, first, first.python)
         say(
@@ -559,11 +563,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if failed:
         say(f"\nmatrix runs that failed: {', '.join(failed)} (logs in {build})")
     return 1 if failed else 0
-
-
-def _cell_axes(cell_id: str) -> tuple[str, str, str]:
-    python, sqlalchemy, pytest_asyncio = cell_id.split("-")
-    return python.removeprefix("py"), sqlalchemy.removeprefix("sa"), pytest_asyncio.removeprefix("pa")
 
 
 if __name__ == "__main__":

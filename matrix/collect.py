@@ -27,6 +27,7 @@ CAP = 4000
 STATUSES = ("completed", "install-failed", "interpreter-missing", "crashed", "infra-error", "excluded")
 OUTCOMES = ("passed", "failed", "error", "skipped", "timeout", "not-run")
 VERDICTS = ("works", "broken", "skipped", "not-run")
+CELL_KEYS = ("id", "python", "sqlalchemy", "pytest_asyncio", "pytest", "tier")  # pytest: only with a pytest axis
 SCENARIO_KEYS = (
     "id",
     "category",
@@ -264,7 +265,7 @@ def build_result(
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
         "written_at": now(),
-        "cell": {key: cell[key] for key in ("id", "python", "sqlalchemy", "pytest_asyncio", "pytest", "tier") if key in cell},
+        "cell": {key: cell[key] for key in CELL_KEYS if key in cell},
         "subject": {"name": subject["name"], "requirement": subject.get("requirement")},
         "status": status,
         "reason": reason,

@@ -112,7 +112,8 @@ def from_data(data: Any, source: str = "axes.lock.json") -> Lock:
         }
         return Lock(str(data.get("source", "")), dict(data.get("claims") or {}), packages)
     except (AttributeError, KeyError, TypeError) as exc:
-        raise LockError(f"{source}: malformed lock ({type(exc).__name__}: {exc}); regenerate it with `nox -s axes`")
+        problem = f"malformed lock ({type(exc).__name__}: {exc})"
+        raise LockError(f"{source}: {problem}; regenerate it with `nox -s axes`") from None
 
 
 # --- series and labels --------------------------------------------------------------------------------------
@@ -179,6 +180,10 @@ def impossible(
 # --- after installing ---------------------------------------------------------------------------------------
 
 
+def _matches(version: str, label: str) -> bool:
+    return version == label if is_exact(label) else in_series(version, label)
+
+
 def check_resolved(
     tier: str, labels: Mapping[str, str], exact: Mapping[str, Optional[str]], installed: Mapping[str, str]
 ) -> list[str]:
@@ -210,6 +215,6 @@ def check_resolved(
         wanted = exact.get(distribution)
         if wanted is not None and version != wanted:
             problems.append(f"{distribution} resolved to {version}, but the label {label} locks {wanted}")
-        elif wanted is None and label != PRE and not (version == label if is_exact(label) else in_series(version, label)):
+        elif wanted is None and label != PRE and not _matches(version, label):
             problems.append(f"{distribution} resolved to {version}, outside the label's series {label}")
     return problems

@@ -28,7 +28,9 @@ from typing import Any, Optional, TextIO
 from matrix import axes, collect
 from matrix.paths import RESULTS
 
-_MISSING = re.compile(r"Session matrix\((?P<cell>[^)]+)\) (?:skipped|failed): (?P<reason>Python interpreter \S+ not found)")
+_MISSING = re.compile(
+    r"Session matrix\((?P<cell>[^)]+)\) (?:skipped|failed): (?P<reason>Python interpreter \S+ not found)"
+)
 _last_mark = time.perf_counter()
 
 

@@ -25,8 +25,7 @@ def badge_data(grid: Grid, support: Iterable[str] = ("*",)) -> dict[str, Any]:
     counted = [(v, r, col[1]) for (_, col), (v, r) in grid.cells.items() if v.kind != "excluded"]
     works = sum(v.kind == "works" for v, _, _ in counted)
     broken_in_support = any(
-        v.kind in ("broken", "partial") and r is not None and in_support_set(r, db, patterns)
-        for v, r, db in counted
+        v.kind in ("broken", "partial") and r is not None and in_support_set(r, db, patterns) for v, r, db in counted
     )
     if not counted:
         colour = "lightgrey"

@@ -1,8 +1,9 @@
 """A plugin regression fails `nox -s matrix` (README "The matrix"): a real nox run whose subject ``greenlight`` is a
 saboteur plugin, which breaks a scenario that works with no plugin at all (subject ``none``).
 
-One cell (this machine's Python, SQLAlchemy 2.1, pytest-asyncio 1), SQLite only, one scenario that works without a plugin (``-k``): the run
-must exit non-zero, name the scenario x cell x database at the end, and the report's first line must say so.
+One cell (this machine's Python, SQLAlchemy 2.1, pytest-asyncio 1), SQLite only, one scenario that works without a
+plugin (``-k``): the run must exit non-zero, name the scenario x cell x database at the end, and the report's first
+line must say so.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ from pathlib import Path
 from tests.matrix.test_faults import SQLITE, axes_text, nox_env, results, run_nox
 from tests.matrix.test_run_nox import this_python
 
-SABOTEUR = '''
+SABOTEUR = """
 import pytest
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_call(item):
     raise RuntimeError("saboteur: the plugin under test broke this scenario")
-'''
+"""
 PYPROJECT = """
 [build-system]
 requires = ["hatchling>=1.21"]

@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 
 from reports.badge import COLOURS, badge_data, render_svg
-from reports.model import support_glob
 from reports.build import build
-from reports.model import build_grid, load_results
+from reports.model import build_grid, load_results, support_glob
 from tests.reports.results_factory import DATABASES, Spec, fabricate_run
 
 # https://shields.io/badges/endpoint-badge: required keys and the types of the optional ones.
