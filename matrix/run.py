@@ -221,9 +221,11 @@ class Databases:
         return "ok", None, got.server_version
 
     def _one_run_per_server(self, matrix: Matrix) -> dict[str, tuple[str, Optional[str], Optional[str]]]:
-        """One URL per kind, or one offline image standing in for several versions, gives several databases
-        the same server. It runs once, under the name that fits it best; running it again would only repeat
-        that run under a wrong label, so the others are not-run and say why."""
+        """One URL per kind (every PostgreSQL row on one GREENLIGHT_POSTGRES_URL), or one image given to two
+        databases (a GREENLIGHT_IMAGE_* override), gives several databases the same server. It runs once, under
+        the name that fits it best; running it again would only repeat that run under a wrong label, so the others
+        are not-run and say why. The shipped axes.toml gives every row an image of its own version, so with
+        containers this never triggers (tests/matrix/test_images.py checks it)."""
         by_address: dict[tuple[str, str, int], list[str]] = {}
         for database in matrix.databases:
             server = self.servers.get(database.name)

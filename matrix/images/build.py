@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -74,9 +75,16 @@ def build_all(
     cache_dir = cache_dir.resolve()
     cache_dir.mkdir(parents=True, exist_ok=True)
 
+    # The builds run in threads: one line at a time, or print()'s line and its newline interleave.
+    lock = threading.Lock()
+
+    def say(line: str) -> None:
+        with lock:
+            log(line)
+
     def one(recipe: Recipe) -> BuildResult:
-        result = build_one(recipe, cache_dir, force=force, mirror=mirror, log=log)
-        log(result.describe())
+        result = build_one(recipe, cache_dir, force=force, mirror=mirror, log=say)
+        say(result.describe())
         return result
 
     # In parallel: dpkg spends much of a debootstrap waiting on the disk, so two overlap well.

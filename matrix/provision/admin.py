@@ -26,8 +26,8 @@ class AdminError(RuntimeError):
 def database_name(server_name: str, cell_key: str) -> str:
     """A valid, stable database name for one cell on one server, e.g. ``gl_postgresql_17__py3_12_sa2_1_pa1``.
 
-    The server name is part of it because two axes.toml databases may share one container (both PostgreSQL
-    versions map to the same offline image) and a cell uses both at once.
+    The server name is part of it because two axes.toml databases may share one server (one
+    GREENLIGHT_POSTGRES_URL, or one image given to both) and a cell uses both at once.
     """
     raw = f"gl_{server_name}__{cell_key}".lower()
     name = re.sub(r"[^a-z0-9_]", "_", raw)

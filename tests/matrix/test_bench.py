@@ -157,7 +157,7 @@ def test_images_to_start_are_the_distinct_local_images_of_the_matrix() -> None:
         pytest.skip(f"needs a Docker engine and {OFFLINE_POSTGRES} (nox -s images)")
     matrix = axes.load(axes.DEFAULT_PATH)
     images = bench.images_to_start(matrix)
-    # postgresql-13 and -17 share the offline PostgreSQL image: one container, however many databases use it
+    # one container per distinct image, however many cells; each database row has an image of its own
     assert len([i for i in images if i.startswith(OFFLINE_POSTGRES + "@")]) == 1
     assert len(images) <= len([db for db in matrix.databases if db.kind != "sqlite"])
 

@@ -92,16 +92,16 @@ def test_killing_a_database_container_mid_run_loses_only_its_results(tmp_path: P
     hit = found[f"{cell}__greenlight.json"]
     assert hit["status"] == "completed"
     databases = {d["name"]: d for d in hit["databases"]}
-    assert databases["mariadb-11"]["status"] == "infra-error"
-    assert databases["mariadb-11"]["reason"].startswith("mariadb-11 stopped answering during the run")
-    assert databases["postgresql-16"]["status"] == databases["sqlite"]["status"] == "ok"
+    assert databases["mariadb-10.11"]["status"] == "infra-error"
+    assert databases["mariadb-10.11"]["reason"].startswith("mariadb-10.11 stopped answering during the run")
+    assert databases["postgresql-15"]["status"] == databases["sqlite"]["status"] == "ok"
     scenarios = scenarios_by(hit)
     # the killed server's results are marked, not blamed on the subject ...
     for scenario in ("context/lazy-load-in-test", "context/fault-query"):
-        assert scenarios[(scenario, "mariadb-11")]["outcome"] == "not-run"
-        assert scenarios[(scenario, "mariadb-11")]["message"] == databases["mariadb-11"]["reason"]
+        assert scenarios[(scenario, "mariadb-10.11")]["outcome"] == "not-run"
+        assert scenarios[(scenario, "mariadb-10.11")]["message"] == databases["mariadb-10.11"]["reason"]
     # ... and nothing else is lost: the other databases ran every scenario, after the kill too
-    for database in ("sqlite", "postgresql-16"):
+    for database in ("sqlite", "postgresql-15"):
         assert scenarios[("context/lazy-load-in-test", database)]["verdict"] == "works"
         assert scenarios[("context/fault-query", database)]["verdict"] == "works"
     assert hit["summary"]["broken"] == 0
@@ -110,13 +110,13 @@ def test_killing_a_database_container_mid_run_loses_only_its_results(tmp_path: P
     after = found[f"{cell}__none.json"]
     assert after["status"] == "completed"
     after_databases = {d["name"]: d["status"] for d in after["databases"]}
-    assert after_databases == {"sqlite": "ok", "postgresql-16": "ok", "mariadb-11": "infra-error"}
-    assert scenarios_by(after)[("context/fault-query", "postgresql-16")]["verdict"] == "works"
+    assert after_databases == {"sqlite": "ok", "postgresql-15": "ok", "mariadb-10.11": "infra-error"}
+    assert scenarios_by(after)[("context/fault-query", "postgresql-15")]["verdict"] == "works"
 
     # the run reports what happened, as it happens and in the end-of-run summary
-    assert "mariadb-11 stopped answering during the run: its results are infra-error" in stderr_text
+    assert "mariadb-10.11 stopped answering during the run: its results are infra-error" in stderr_text
     assert "databases not run (those cells do not count as passing):" in stderr_text
-    assert "mariadb-11 (aiomysql): mariadb-11 stopped answering during the run" in stderr_text
+    assert "mariadb-10.11 (aiomysql): mariadb-10.11 stopped answering during the run" in stderr_text
 
     report = build_report(tmp_path, tmp_path / "report")
     assert report.returncode == 0, report.stderr
@@ -144,14 +144,14 @@ def test_ctrl_c_removes_the_containers_and_keeps_what_finished(tmp_path: Path, i
     found = results(tmp_path)
     assert found[f"{cell}__greenlight.json"]["status"] == "completed"
     ran = {d["name"]: d["status"] for d in found[f"{cell}__greenlight.json"]["databases"]}
-    assert ran == {"sqlite": "ok", "postgresql-16": "ok"}
+    assert ran == {"sqlite": "ok", "postgresql-15": "ok"}
     interrupted = found[f"{cell}__none.json"]
     assert interrupted["status"] == "crashed"
     assert interrupted["reason"] == "interrupted by Ctrl-C"
     # the scenarios that finished on the container before Ctrl-C are kept
     kept = scenarios_by(interrupted)
     # (without a portal, the lazy load raises MissingGreenlet: the scenario ran on the container)
-    assert kept[("context/lazy-load-in-test", "postgresql-16")]["exception"] == "sqlalchemy.exc.MissingGreenlet"
+    assert kept[("context/lazy-load-in-test", "postgresql-15")]["exception"] == "sqlalchemy.exc.MissingGreenlet"
     report = build_report(tmp_path, tmp_path / "report")
     assert report.returncode == 0, report.stderr
     assert "interrupted by Ctrl-C" in (tmp_path / "report" / "index.html").read_text()

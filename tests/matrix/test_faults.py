@@ -118,18 +118,18 @@ drivers = ["aiosqlite"]
 """
 POSTGRESQL = """
 [[databases]]
-name = "postgresql-16"
+name = "postgresql-15"
 kind = "postgresql"
 drivers = ["asyncpg"]
-image = "postgres:16"
+image = "postgres:15"
 offline_image = "greenlight-offline/postgresql:15"
 """
 MARIADB = """
 [[databases]]
-name = "mariadb-11"
+name = "mariadb-10.11"
 kind = "mysql"
 drivers = ["aiomysql"]
-image = "mariadb:11"
+image = "mariadb:10.11"
 offline_image = "greenlight-offline/mariadb:10.11"
 """
 GREENLIGHT = """
@@ -240,18 +240,18 @@ def test_docker_absent_is_not_run_with_the_reason_and_the_rest_runs(faulty: Any)
     tmp, done = faulty
     ran = results(tmp)[f"py{this_python()}-sa2.0-pa1__greenlight.json"]
     by_name = {d["name"]: d for d in ran["databases"]}
-    assert by_name["mariadb-11"]["status"] == "not-run"
-    reason = by_name["mariadb-11"]["reason"]
+    assert by_name["mariadb-10.11"]["status"] == "not-run"
+    reason = by_name["mariadb-10.11"]["reason"]
     assert "Docker" in reason
     assert reason.endswith("and GREENLIGHT_MYSQL_URL is unset")
-    assert by_name["sqlite"]["status"] == by_name["postgresql-16"]["status"] == "ok"
+    assert by_name["sqlite"]["status"] == by_name["postgresql-15"]["status"] == "ok"
     scenarios = scenarios_by(ran)
-    assert scenarios[("context/lazy-load-in-test", "mariadb-11")]["outcome"] == "not-run"
-    assert scenarios[("context/lazy-load-in-test", "postgresql-16")]["verdict"] == "works"
-    assert scenarios[("context/fault-query", "postgresql-16")]["verdict"] == "works"
+    assert scenarios[("context/lazy-load-in-test", "mariadb-10.11")]["outcome"] == "not-run"
+    assert scenarios[("context/lazy-load-in-test", "postgresql-15")]["verdict"] == "works"
+    assert scenarios[("context/fault-query", "postgresql-15")]["verdict"] == "works"
     assert scenarios[("context/fault-query", "sqlite")]["verdict"] == "works"
     # the end-of-run summary says which database did not run, and why
-    assert "    mariadb-11 (aiomysql): no Docker engine answers at unix://" in done.stderr
+    assert "    mariadb-10.11 (aiomysql): no Docker engine answers at unix://" in done.stderr
     # nothing was started, so there is no provisioner state naming a container
     state = tmp / "build" / "provision"
     assert not any("container_id" in p.read_text() for p in state.rglob("*") if p.is_file())
@@ -273,7 +273,7 @@ def test_hanging_scenarios_time_out_are_recorded_and_the_cell_goes_on(faulty: An
     assert "(resumed past 1 hung scenario(s))" in done.stderr
     # what comes after the hangs still ran, on every database
     assert scenarios[("context/fault-query", "sqlite")]["outcome"] == "passed"
-    assert scenarios[("context/fault-query", "postgresql-16")]["outcome"] == "passed"
+    assert scenarios[("context/fault-query", "postgresql-15")]["outcome"] == "passed"
 
 
 @pytest.mark.local_servers
@@ -281,8 +281,8 @@ def test_credentials_never_reach_results_logs_report_or_output(faulty: Any) -> N
     tmp, done = faulty
     ran = results(tmp)[f"py{this_python()}-sa2.0-pa1__greenlight.json"]
     # the password was really used (the PostgreSQL scenarios ran), and a scenario put it in its output and error
-    assert scenarios_by(ran)[("context/fault-query", "postgresql-16")]["outcome"] == "passed"
-    leaked = scenarios_by(ran)[("context/fault-leak", "postgresql-16")]
+    assert scenarios_by(ran)[("context/fault-query", "postgresql-15")]["outcome"] == "passed"
+    leaked = scenarios_by(ran)[("context/fault-leak", "postgresql-15")]
     assert leaked["outcome"] == "failed"
     assert "(password '***', quoted ***)" in leaked["message"]
     assert "connecting to" in (tmp / "build" / "cells" / ran["cell"]["id"] / "greenlight.log").read_text()
@@ -333,7 +333,7 @@ def test_two_runs_sharing_one_server_keep_their_own_databases(tmp_path: Path) ->
             process.wait()
     for run in (first, second):
         [document] = results(run).values()
-        query = scenarios_by(document)[("context/fault-query", "postgresql-16")]
+        query = scenarios_by(document)[("context/fault-query", "postgresql-15")]
         assert (query["outcome"], query["message"]) == ("passed", None)
 
 

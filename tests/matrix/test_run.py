@@ -249,8 +249,8 @@ def test_local_servers_fresh_database_per_run_and_one_run_per_server(
     monkeypatch.setenv("GREENLIGHT_INVOCATION", str(os.getpid()))
     text = SMALL.replace(
         "[[subjects]]",
-        '[[databases]]\nname = "postgresql-13"\nkind = "postgresql"\ndrivers = ["asyncpg"]\nimage = "postgres:13"\n\n'
-        '[[databases]]\nname = "mariadb-11"\nkind = "mysql"\ndrivers = ["aiomysql"]\nimage = "mariadb:11"\n\n'
+        '[[databases]]\nname = "postgresql-18"\nkind = "postgresql"\ndrivers = ["asyncpg"]\nimage = "postgres:18"\n\n'
+        '[[databases]]\nname = "mariadb-11.8"\nkind = "mysql"\ndrivers = ["aiomysql"]\nimage = "mariadb:11.8"\n\n'
         "[[subjects]]",
         1,
     )
@@ -258,17 +258,18 @@ def test_local_servers_fresh_database_per_run_and_one_run_per_server(
     status = {(t.database.name, t.driver): t for t in databases.targets}
     assert status[("postgresql-17", "asyncpg")].status == "ok"
     assert status[("postgresql-17", "asyncpg")].server_version
-    assert status[("mariadb-11", "aiomysql")].status == "ok"
-    # postgresql-13 names the same server as postgresql-17: it is not run twice under another label
-    assert status[("postgresql-13", "asyncpg")].status == "not-run"
-    assert (status[("postgresql-13", "asyncpg")].reason or "").startswith("same server as postgresql-17")
+    assert status[("mariadb-11.8", "aiomysql")].status == "ok"
+    # postgresql-18 names the same server (the local PostgreSQL 15) as postgresql-17, which fits it better:
+    # it is not run twice under another label
+    assert status[("postgresql-18", "asyncpg")].status == "not-run"
+    assert (status[("postgresql-18", "asyncpg")].reason or "").startswith("same server as postgresql-17")
     with databases.for_run("py3.12-sa2.1-pa1__greenlight") as listed:
         urls = {(d["name"], d["driver"]): d["url"] for d in listed}
         assert set(urls) == {
             ("sqlite", "aiosqlite"),
             ("postgresql-17", "asyncpg"),
             ("postgresql-17", "psycopg"),
-            ("mariadb-11", "aiomysql"),
+            ("mariadb-11.8", "aiomysql"),
         }
         fresh = urls[("postgresql-17", "psycopg")].rsplit("/", 1)[1]
         assert fresh != "test"
@@ -350,10 +351,11 @@ def _terminate_when(script: Path, appears: Path) -> str:
 @pytest.mark.parametrize(
     ("better", "worse", "server_version"),
     [
-        ("mariadb-11", "mysql-8.4", "10.11.19-MariaDB-0+deb12u1"),
-        ("mysql-8.4", "mariadb-11", "8.4.3"),
-        ("postgresql-17", "postgresql-13", "17.2"),
-        ("postgresql-13", "postgresql-17", "14.1"),
+        ("mariadb-10.11", "mysql-9.7", "10.11.19-MariaDB-0+deb12u1"),
+        ("mysql-9.7", "mariadb-11.8", "9.7.4-2"),
+        ("mariadb-11.8", "mariadb-10.11", "11.8.9-MariaDB-0+deb13u1"),
+        ("postgresql-17", "postgresql-15", "17.2"),
+        ("postgresql-15", "postgresql-18", "14.1"),
     ],
 )
 def test_a_shared_server_runs_under_the_name_that_fits_it(better: str, worse: str, server_version: str) -> None:
