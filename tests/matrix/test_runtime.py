@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,10 +22,15 @@ from matrix.runtime import PYTHONS
 ROOT = Path(__file__).resolve().parents[2]
 MIRROR = "http://deb.debian.org/debian"
 
-can_build = pytest.mark.skipif(
+needs_root = pytest.mark.skipif(
     os.geteuid() != 0 or not (debian.debootstrap_path() or shutil.which("apt-get")),
     reason="building a runtime root needs root, and debootstrap (or apt-get to install it)",
 )
+
+
+def can_build(test: Callable[..., None]) -> Callable[..., None]:
+    """Runs as root only; the first such test may build the root (a cold debootstrap: up to its own timeout)."""
+    return needs_root(pytest.mark.timeout(debian.DEBOOTSTRAP_TIMEOUT + 300)(test))
 
 
 def test_the_recipe_key_follows_suite_packages_and_mirror() -> None:
