@@ -5,6 +5,9 @@ Each message is a module constant so tests can check that the right one is attac
 
 from __future__ import annotations
 
+import inspect
+import os
+from types import TracebackType
 from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:
@@ -34,11 +37,31 @@ a helper calling await_only) outside SQLAlchemy's greenlet. The greenlight porta
     + PRODUCTION_FIXES
 )
 
+SWALLOWED_REFUSAL = (
+    """\
+greenlight strict mode refused implicit IO at {location} ({trigger}), and the code under test caught the
+MissingGreenlet it raised there. The test fails anyway: in production that line fails the same way.
+"""
+    + PRODUCTION_FIXES
+)
+
 MISSING_GREENLET_OUTSIDE_PORTAL = (
     """\
 MissingGreenlet was raised even though the greenlight portal was on: the IO happened outside the event loop's
 tasks, e.g. in a thread (run_in_executor, to_thread), in a sync test or sync fixture, or in a __del__/GC callback.
 Do that IO in async code (await the async API), or pass the work through `await session.run_sync(fn)`.
+"""
+    + PRODUCTION_FIXES
+)
+
+MISSING_GREENLET_LOOP_WITHOUT_PORTAL = (
+    """\
+MissingGreenlet was raised in async code running in a task that the greenlight portal does not serve: its event
+loop has no portal. The plugin gives one to every asyncio loop that creates a task during a test; a loop of another
+class (uvloop), a task created before the loop got it, or a loop whose task factory was replaced afterwards
+(loop.set_task_factory) is not served.
+Give the loop the portal where you make it (a loop factory, asyncio.Runner(loop_factory=...)):
+    loop = uvloop.new_event_loop(); pytest_greenlight.install(loop)
 """
     + PRODUCTION_FIXES
 )
@@ -80,23 +103,68 @@ _PATTERNS = (
 )
 
 
-def strict_refusal(site: Optional[Site]) -> str:
+def _format_site(template: str, site: Optional[Site]) -> str:
     if site is None:
-        return STRICT_REFUSAL.format(location="(unknown location)", trigger="await_only() in sync code")
-    return STRICT_REFUSAL.format(location=site.location(), trigger=site.trigger)
+        return template.format(location="(unknown location)", trigger="await_only() in sync code")
+    return template.format(location=site.location(), trigger=site.trigger)
 
 
-def explain(exception_chain: list[BaseException], *, portal_enabled: bool) -> Optional[str]:
-    """Return the explanation for the first exception in the chain we recognise, or None."""
+def strict_refusal(site: Optional[Site]) -> str:
+    return _format_site(STRICT_REFUSAL, site)
+
+
+def swallowed_refusal(site: Optional[Site]) -> str:
+    return _format_site(SWALLOWED_REFUSAL, site)
+
+
+# A thread's or a finalizer's frames start in one of these: the IO there ran outside any task.
+_THREAD_ENTRY_FILES = ("threading.py", "thread.py")
+
+
+def raised_in_task(chain: list[BaseException]) -> bool:
+    """Whether the last exception of ``chain`` was raised by sync code called from a coroutine in the same thread.
+
+    An exception's traceback holds only the frames it unwound before it was caught (SQLAlchemy wraps MissingGreenlet
+    in a StatementError), so the stack is the tracebacks of the chain from the outermost exception in. Walked from
+    the innermost frame outwards: a coroutine frame means a task was running the code; the entry of a worker thread
+    (concurrent.futures, threading) before it means the IO ran in that thread.
+    """
+    frames = []
+    for error in chain:
+        tb: Optional[TracebackType] = error.__traceback__
+        while tb is not None:
+            frames.append(tb.tb_frame)
+            tb = tb.tb_next
+    for frame in reversed(frames):
+        if os.path.basename(frame.f_code.co_filename) in _THREAD_ENTRY_FILES:
+            return False
+        if frame.f_code.co_flags & (inspect.CO_COROUTINE | inspect.CO_ITERABLE_COROUTINE):
+            return True
+    return False
+
+
+def _exception_chain(error: Optional[BaseException]) -> list[BaseException]:
+    chain: list[BaseException] = []
+    while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    return chain
+
+
+def explain(failure: BaseException, *, portal_enabled: bool) -> Optional[str]:
+    """Return the explanation for the first exception in the failure's chain we recognise, or None."""
     from sqlalchemy.exc import MissingGreenlet
 
     from .implicit_io import ImplicitIOError
 
-    for error in exception_chain:
+    chain = _exception_chain(failure)
+    for index, error in enumerate(chain):
         if isinstance(error, ImplicitIOError):
             return None  # already explains itself
         if isinstance(error, MissingGreenlet):
-            return MISSING_GREENLET_OUTSIDE_PORTAL if portal_enabled else MISSING_GREENLET_PORTAL_OFF
+            if not portal_enabled:
+                return MISSING_GREENLET_PORTAL_OFF
+            return MISSING_GREENLET_LOOP_WITHOUT_PORTAL if raised_in_task(chain[: index + 1]) else MISSING_GREENLET_OUTSIDE_PORTAL
         text = f"{type(error).__module__}.{type(error).__qualname__}: {error}"
         for needle, message in _PATTERNS:
             if needle in text:

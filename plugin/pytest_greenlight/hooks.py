@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import warnings
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
@@ -21,7 +19,7 @@ MARKER_HELP = (
 )
 
 _recorder_key: pytest.StashKey[Recorder] = pytest.StashKey()
-_previous_policy_key = pytest.StashKey[Any]()
+_undo_key: pytest.StashKey[Callable[[], None]] = pytest.StashKey()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -38,7 +36,8 @@ def _strict_default(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     try:
-        compat.load_greenlet_class()
+        compat.sqlalchemy_greenlet_class()
+        compat.check_contract()
     except compat.UnsupportedEnvironment as error:
         raise pytest.UsageError(str(error)) from None
     problem = compat.check_pytest_asyncio()
@@ -50,12 +49,9 @@ def pytest_configure(config: pytest.Config) -> None:
     recorder = Recorder(strict=_strict_default(config))
     config.stash[_recorder_key] = recorder
     portal.settings.on_implicit_io = recorder
-    # Every loop pytest-asyncio or anyio makes comes from the policy: wrapping it gives each loop the portal.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # policies are deprecated from Python 3.14 on
-        previous = asyncio.get_event_loop_policy()
-        config.stash[_previous_policy_key] = previous
-        asyncio.set_event_loop_policy(portal.PortalPolicy(previous))
+    # Every loop that creates a task while a test runs gets the portal, however it was made (the event-loop policy,
+    # pytest-asyncio's loop factories, anyio's backend options, asyncio.Runner in the test).
+    config.stash[_undo_key] = portal.serve_new_loops()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -63,11 +59,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         return  # configure refused to start (clear usage error): nothing to undo
     from . import portal
 
-    previous = config.stash.get(_previous_policy_key, None)
-    if previous is not None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            asyncio.set_event_loop_policy(previous)
+    config.stash[_undo_key]()
     portal.settings.on_implicit_io = None
     portal.settings.enabled = True
 
@@ -106,30 +98,30 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, None, None]:
         recorder.strict = _strict_default(item.config)
 
 
-def _exception_chain(error: BaseException | None) -> list[BaseException]:
-    chain: list[BaseException] = []
-    while error is not None and error not in chain:
-        chain.append(error)
-        error = error.__cause__ or error.__context__
-    return chain
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
+    outcome = yield
+    refused_in = item.config.stash[_recorder_key].refused_in
+    if outcome.excinfo is None and item.nodeid in refused_in:
+        # Strict mode refused implicit IO and the code under test swallowed the exception: the test still fails,
+        # with the same exception, raised from the call as any failure is.
+        from .implicit_io import swallowed_refusal
+
+        error = swallowed_refusal(refused_in[item.nodeid])
+        if hasattr(outcome, "force_exception"):  # pluggy >= 1.1
+            outcome.force_exception(error)
+        else:
+            raise error
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
-    recorder = item.config.stash[_recorder_key]
-    if call.when == "call" and report.passed and item.nodeid in recorder.refused_in:
-        # The strict-mode MissingGreenlet was caught by the code under test; the test must still fail.
-        report.outcome = "failed"
-        report.longrepr = (
-            "greenlight strict mode refused implicit IO in this test, and the code under test swallowed the "
-            "MissingGreenlet. See the implicit-IO summary at the end of the run for the site."
-        )
     if report.failed and call.excinfo is not None:
         from . import portal
 
-        explanation = diagnostics.explain(_exception_chain(call.excinfo.value), portal_enabled=portal.settings.enabled)
+        explanation = diagnostics.explain(call.excinfo.value, portal_enabled=portal.settings.enabled)
         if explanation is not None:
             report.sections.append(("greenlight: why this failed", explanation))
 

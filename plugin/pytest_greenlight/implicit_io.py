@@ -41,6 +41,11 @@ class ImplicitIOError(sa_exc.MissingGreenlet):  # type: ignore[misc,unused-ignor
     """Raised at an implicit-IO site in strict mode: the same exception production code would get."""
 
 
+def swallowed_refusal(site: Optional[Site]) -> ImplicitIOError:
+    """What a test fails with when strict mode refused implicit IO and the code under test caught the exception."""
+    return ImplicitIOError(diagnostics.swallowed_refusal(site))
+
+
 def _describe_trigger(frame: FrameType) -> str | None:
     code = frame.f_code
     if not code.co_filename.startswith(_SQLALCHEMY_DIR):
@@ -86,7 +91,7 @@ class Recorder:
     current_test: Optional[str] = None
     strict: bool = False
     sites: dict[Site, list[str]] = field(default_factory=dict)  # site -> test ids, in first-seen order
-    refused_in: set[str] = field(default_factory=set)  # tests in which strict mode refused implicit IO
+    refused_in: dict[str, Optional[Site]] = field(default_factory=dict)  # test -> first site strict mode refused
     served: set[Site] = field(default_factory=set)  # sites the portal served at least once (not refused)
 
     @property
@@ -105,5 +110,5 @@ class Recorder:
                 self.served.add(site)
             return None
         if self.current_test is not None:
-            self.refused_in.add(self.current_test)
+            self.refused_in.setdefault(self.current_test, site)
         return ImplicitIOError(diagnostics.strict_refusal(site))

@@ -26,18 +26,24 @@ Three details make this exact:
   so everything else on the loop (callbacks, tasks made with the portal off, finalizers that check
   ``in_greenlet()``) sees what it would see without the portal.
 
-Only a loop with the Python ``_run_once`` of asyncio's own loops is driven this way; ``portal.install`` falls back
-to ``run_in_portal`` for any other loop, and for a loop with someone else's task factory.
+Drivers belong to the thread that ran the loop when they were made: greenlets cannot switch across threads. A loop
+that is later run in another thread (library code often drives a loop from a worker thread, then closes it from
+the main thread) gets new drivers there, and the portal never touches another thread's greenlets.
+
+Only a loop with the Python ``_run_once`` of asyncio's own loops is driven this way (``compat.loop_portal_unsupported``
+says why not); ``portal.install`` falls back to ``run_in_portal`` for any other loop, and for a loop with someone
+else's task factory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import threading
 from collections.abc import Coroutine
 from typing import Any, Callable, Optional
 
-from greenlet import GreenletExit, getcurrent, greenlet
+from greenlet import GreenletExit, getcurrent
 
 from . import compat
 
@@ -47,27 +53,53 @@ ImplicitIOHook = Callable[[Any], Optional[BaseException]]
 
 _LOOP_STOPPED = object()  # sent by a driver to the hub when run_forever() should return
 _DRIVE = object()  # sent by the hub to an idle driver: run the loop again
-_RUN_ONCE_LOCALS = ("ntodo", "i")  # BaseEventLoop._run_once: ``for i in range(ntodo): handle = ready.popleft()``
-_REAL_PARENT = greenlet.parent  # greenlet's own attribute; a driver shows SQLAlchemy a different ``parent``
-
-# asyncio's current-task slot, which a parked task must leave while other tasks run.
-_enter_task: Callable[[asyncio.AbstractEventLoop, asyncio.Task[Any]], None] = asyncio.tasks._enter_task
-_leave_task: Callable[[asyncio.AbstractEventLoop, asyncio.Task[Any]], None] = asyncio.tasks._leave_task
+_REAL_PARENT = compat._REAL_PARENT  # greenlet's own attribute; a driver shows SQLAlchemy a different ``parent``
 
 
-class ServedTask(asyncio.Task):  # type: ignore[type-arg]
-    """A task whose implicit IO the portal serves; the task factory makes these while the portal is on."""
+class ServedTask:
+    """Mixed into the task class the loop would have made (``served_task_class``): a task whose implicit IO the
+    portal serves. The task factory makes these while the portal is on."""
 
+    __slots__ = ()
     _greenlight_hook: ImplicitIOHook | None = None
     _greenlight_parked: _Parked | None = None
+    _greenlight_cancels = 0  # cancel requests delivered to a parked task's IO, which asyncio did not count
 
     def cancel(self, msg: Any = None) -> bool:
         parked = self._greenlight_parked
         if parked is None:
-            return super().cancel(msg)
+            return super().cancel(msg)  # type: ignore[misc,no-any-return]
         # The step is stopped inside await_only, so asyncio would only note the request for the task's next step.
-        # A suspended coroutine has the future it waits on cancelled: do that to the IO instead.
-        return parked.cancel(msg)
+        # A suspended coroutine has the future it waits on cancelled: do that to the IO instead, and count the
+        # request as asyncio counts one delivered to the future a task waits on (cancelling(), read by TaskGroup,
+        # asyncio.timeout and anyio's cancel scopes).
+        cancelled = parked.cancel(msg)
+        if cancelled:
+            self._greenlight_cancels += 1
+        return cancelled
+
+    if compat.HAS_CANCELLING:
+
+        def cancelling(self) -> int:
+            return super().cancelling() + self._greenlight_cancels  # type: ignore[misc,no-any-return]
+
+        def uncancel(self) -> int:
+            if self._greenlight_cancels:
+                self._greenlight_cancels -= 1
+                return self.cancelling()
+            return super().uncancel()  # type: ignore[misc,no-any-return]
+
+
+_served_classes: dict[type[Any], type[Any]] = {}
+
+
+def served_task_class() -> type[Any]:
+    """ServedTask mixed into the task class ``loop.create_task`` would use now (see compat.current_task_class)."""
+    base = compat.current_task_class()
+    cls = _served_classes.get(base)
+    if cls is None:
+        cls = _served_classes[base] = type("ServedTask", (ServedTask, base), {"__module__": __name__})
+    return cls
 
 
 class _Resume:
@@ -150,20 +182,20 @@ class LoopPortal:
 
     @classmethod
     def attach(cls, loop: asyncio.AbstractEventLoop) -> LoopPortal | None:
-        """Drive ``loop`` this way if its ``_run_once`` has the shape the portal relies on."""
-        run_once = getattr(loop, "_run_once", None)
-        code = getattr(getattr(run_once, "__func__", None), "__code__", None)
-        if code is None or not set(_RUN_ONCE_LOCALS) <= set(code.co_varnames):
+        """Drive ``loop`` this way if it has what the portal relies on (compat.loop_portal_unsupported)."""
+        if compat.loop_portal_unsupported(loop) is not None:
             return None
-        try:
-            return cls(loop)
-        except AttributeError:  # a loop without an instance dict
-            return None
+        return cls(loop)
 
     def new_driver(self, hub: Any) -> Any:
-        driver = _driver_class()(self.drive, hub)
+        driver = LoopDriver(self.drive, hub)
         driver.portal = self
+        driver.thread = threading.get_ident()
         return driver
+
+    def usable(self, driver: Any) -> bool:
+        """A driver can run the loop here only if it is alive and belongs to this thread."""
+        return driver is not None and not driver.dead and driver.thread == threading.get_ident()
 
     # -- in the hub: the greenlet that called run_forever() ------------------------------------------------------
 
@@ -171,7 +203,9 @@ class LoopPortal:
         """Replaces ``loop._run_once``: run_forever() calls it, and it returns when the loop is to stop."""
         hub = getcurrent()
         driver = self.active
-        if driver is None or driver.dead:
+        if not self.usable(driver):
+            # First run, or the loop ran in another thread before: that thread's drivers stay where they are.
+            self.idle = [idle for idle in self.idle if self.usable(idle)]
             driver = self.active = self.new_driver(hub)
         else:
             _REAL_PARENT.__set__(driver, hub)
@@ -197,7 +231,7 @@ class LoopPortal:
             parked = _Parked(self, driver, task, awaitable)
         except BaseException as error:  # raised where await_only was called
             return driver.switch(_Resume(error=error))
-        _leave_task(loop, task)
+        compat.leave_task(loop, task)
         task._greenlight_parked = parked
         self.parked.add(parked)
         if self.idle:
@@ -227,9 +261,15 @@ class LoopPortal:
         """Between two iterations: hand the loop to the parked driver, with the outcome of its IO."""
         me, driver, task = getcurrent(), parked.driver, parked.task
         self.parked.discard(parked)
+        if driver.thread != me.thread:
+            raise RuntimeError(
+                f"greenlight: {task!r} stopped in implicit IO while its loop ran in another thread; it cannot resume "
+                "in this one (greenlets do not switch across threads). Let the loop finish such tasks before it is "
+                "run from another thread."
+            )
         self.top_up_ready_queue(driver)
         task._greenlight_parked = None
-        _enter_task(self.loop, task)
+        compat.enter_task(self.loop, task)
         _REAL_PARENT.__set__(driver, _REAL_PARENT.__get__(me))
         self.active = driver
         self.idle.append(me)
@@ -260,20 +300,28 @@ class LoopPortal:
             frame = frame.f_back
         if frame is None:
             return
-        ntodo, i = (frame.f_locals[name] for name in _RUN_ONCE_LOCALS)
+        ntodo, i = (frame.f_locals[name] for name in compat.RUN_ONCE_LOCALS)
         ready: collections.deque[asyncio.Handle] = self.loop._ready  # type: ignore[attr-defined]
         for _ in range(ntodo - i - 1 - len(ready)):
             handle = asyncio.Handle(_nothing, (), self.loop)
             handle.cancel()
             ready.append(handle)
 
-    async def cancel_parked(self) -> None:
-        """Before the loop closes: cancel the tasks stopped in implicit IO and let them finish, as asyncio.run does.
+    def before_close(self) -> None:
+        """Just before the loop closes: end the tasks stopped in implicit IO, then the drivers of this thread.
 
-        When this run of the loop stops, the hub ends the drivers: a suspended greenlet is never garbage collected.
+        Parked tasks are cancelled and run to their end, as asyncio.run does with pending tasks; the loop runs only
+        if there are any, so closing a loop the portal never parked anything on runs nothing (a loop run in another
+        thread, say, and closed from this one). A suspended greenlet is never garbage collected, so this thread's
+        drivers are ended; another thread's go with that thread.
         """
-        self.closing = True
-        tasks = [parked.task for parked in self.parked]
+        mine = [parked for parked in self.parked if parked.driver.thread == threading.get_ident()]
+        if mine and not self.loop.is_running():
+            self.closing = True
+            self.loop.run_until_complete(self.cancel_parked([parked.task for parked in mine]))
+        self.end_drivers()
+
+    async def cancel_parked(self, tasks: list[Any]) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -281,8 +329,9 @@ class LoopPortal:
     def end_drivers(self) -> None:
         hub = getcurrent()
         for driver in [*self.idle, self.active]:
-            _REAL_PARENT.__set__(driver, hub)
-            driver.throw(GreenletExit)
+            if self.usable(driver):
+                _REAL_PARENT.__set__(driver, hub)
+                driver.throw(GreenletExit)
         self.idle.clear()
         self.active = None
 
@@ -291,33 +340,23 @@ def _nothing() -> None:
     pass
 
 
-_driver_classes: list[type[Any]] = []
+class LoopDriver(compat.PortalGreenlet):  # type: ignore[misc]
+    """Runs a loop; a SQLAlchemy greenlet only while one of the portal's tasks is running in it."""
 
+    portal: LoopPortal
+    thread: int  # threading.get_ident() of the thread it was made in, the only one it can run in
 
-def _driver_class() -> type[Any]:
-    if not _driver_classes:
+    def greenlight_serving(self) -> bool:
+        return isinstance(asyncio.current_task(self.portal.loop), ServedTask)
 
-        class LoopDriver(compat.load_greenlet_class()):  # type: ignore[misc]
-            """Runs a loop; a SQLAlchemy greenlet only while one of the portal's tasks is running in it."""
-
-            portal: LoopPortal
-
-            @property
-            def __sqlalchemy_greenlet_provider__(self) -> bool:  # type: ignore[override,unused-ignore]
-                return isinstance(asyncio.current_task(self.portal.loop), ServedTask)
-
-            @property
-            def parent(self) -> _SwitchToHub:  # type: ignore[override,unused-ignore]
-                return _SwitchToHub(self)
-
-        _driver_classes.append(LoopDriver)
-    return _driver_classes[0]
+    def greenlight_exit(self) -> _SwitchToHub:
+        return _SwitchToHub(self)
 
 
 def current_unit() -> Any:
     """What GreenThreadLocal keys on: the task running in a loop driver, otherwise the greenlet."""
     current = getcurrent()
-    if _driver_classes and isinstance(current, _driver_classes[0]):
+    if isinstance(current, LoopDriver):
         task = asyncio.current_task(current.portal.loop)
         if task is not None:
             return task
@@ -326,8 +365,8 @@ def current_unit() -> Any:
 
 def serve(
     coro: Coroutine[Any, Any, Any], loop: asyncio.AbstractEventLoop, hook: ImplicitIOHook | None, **kwargs: Any
-) -> ServedTask:
+) -> asyncio.Task[Any]:
     """A task of ``coro`` whose implicit IO the portal serves (calling ``hook`` first, as run_in_portal does)."""
-    task = ServedTask(coro, loop=loop, **kwargs)
+    task = served_task_class()(coro, loop=loop, **kwargs)
     task._greenlight_hook = hook
-    return task
+    return task  # type: ignore[no-any-return]

@@ -9,8 +9,8 @@ any loop, for two greenlet switches per suspension.
 
 How one step works (compare SQLAlchemy's ``greenlet_spawn``):
 
-* The task runs ``_portal_main(coro)``. It creates a *step greenlet* of SQLAlchemy's own ``_AsyncIoGreenlet`` class
-  whose parent is the greenlet the event loop runs in, and switches into it.
+* The task runs ``_drive(coro)``. It creates a *step greenlet* (a ``compat.PortalGreenlet``, which SQLAlchemy's
+  ``await_only`` recognises) whose parent is the greenlet the event loop runs in, and switches into it.
 * The step greenlet calls ``coro.send(value)``. When the coroutine suspends on a future, the step greenlet switches
   back to its parent with ``(_STEP, future)``; the portal yields that future to the task, exactly as the coroutine
   would have, and switches the result back in when the task resumes it.
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import types
 from collections.abc import Awaitable, Coroutine, Generator
 from typing import Any, Callable, TypeVar
@@ -41,18 +40,11 @@ from .loop_portal import ImplicitIOHook, LoopPortal, serve
 T = TypeVar("T")
 
 _STEP = object()  # marks a plain suspension of the coroutine, as opposed to implicit IO
-_greenlet_class: type[Any] | None = None
-
-
-def _step_greenlet_class() -> type[Any]:
-    global _greenlet_class
-    if _greenlet_class is None:
-        _greenlet_class = compat.load_greenlet_class()
-    return _greenlet_class
 
 
 class _Settings:
-    """Process-wide switches read by the task factory; the pytest layer flips them per test."""
+    """Process-wide switches read by the task factories, in whatever thread a loop runs; the pytest layer flips them
+    per test (a factory has no pytest config to read them from)."""
 
     enabled: bool = True
     on_implicit_io: ImplicitIOHook | None = None
@@ -90,7 +82,8 @@ def _drive(coro: Coroutine[Any, Any, T], on_implicit_io: ImplicitIOHook | None) 
                 value, error = None, exc
 
     driver = getcurrent()
-    step = _step_greenlet_class()(step_loop, driver)
+    compat.check_contract()
+    step = compat.PortalGreenlet(step_loop, driver)
     switch, throw = step.switch, step.throw
     switched = switch()
     while not step.dead:
@@ -157,17 +150,46 @@ class PortalTaskFactory:
 def install(loop: asyncio.AbstractEventLoop) -> None:
     """Make every task created on ``loop`` from now on run in the portal. Idempotent.
 
-    The pytest plugin calls this for each loop it sees; call it yourself for a loop made by a custom loop factory.
+    The pytest plugin does this for every loop that creates a task while a test runs (``serve_new_loops``); call it
+    yourself for a loop whose class is not asyncio's own (uvloop) or that sets its own task factory afterwards.
     """
     current = loop.get_task_factory()
     if isinstance(current, PortalTaskFactory):
         return
+    compat.check_contract()
     loop_portal = LoopPortal.attach(loop) if current is None else None
     loop.set_task_factory(PortalTaskFactory(current, loop_portal))
     if loop_portal is None:
         _run_from_a_fresh_greenlet(loop)
     else:
-        add_close_callback(loop, loop_portal.cancel_parked)
+        add_close_hook(loop, loop_portal.before_close)
+
+
+def has_portal(loop: asyncio.AbstractEventLoop) -> bool:
+    return isinstance(loop.get_task_factory(), PortalTaskFactory)
+
+
+def serve_new_loops() -> Callable[[], None]:
+    """Give the portal to every asyncio loop (whoever made it: a policy, a loop factory, asyncio.Runner) when it
+    first creates a task while ``settings.enabled``; returns the function that undoes it.
+
+    Every task creation goes through ``loop.create_task`` (asyncio.Runner.run, run_until_complete, ensure_future,
+    asyncio.create_task), so wrapping that method of ``asyncio.BaseEventLoop`` sees each loop before its first task
+    runs, however the loop was made. Loops of other classes (uvloop) need ``install(loop)``.
+    """
+    original = asyncio.BaseEventLoop.create_task
+
+    def create_task(self: asyncio.BaseEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        if settings.enabled and self.get_task_factory() is None:
+            install(self)
+        return original(self, coro, **kwargs)  # type: ignore[no-any-return]
+
+    asyncio.BaseEventLoop.create_task = create_task  # type: ignore[method-assign,assignment]
+
+    def undo() -> None:
+        asyncio.BaseEventLoop.create_task = original  # type: ignore[method-assign]
+
+    return undo
 
 
 def _run_from_a_fresh_greenlet(loop: asyncio.AbstractEventLoop) -> None:
@@ -190,65 +212,33 @@ def _run_from_a_fresh_greenlet(loop: asyncio.AbstractEventLoop) -> None:
         loop.run_forever = run_forever  # type: ignore[method-assign]
 
 
-def add_close_callback(loop: asyncio.AbstractEventLoop, callback: Callable[[], Awaitable[None]]) -> bool:
-    """Run ``await callback()`` on ``loop`` just before it closes; False if the loop type can't be hooked."""
-    callbacks: list[Callable[[], Awaitable[None]]] | None = getattr(loop, "_greenlight_on_close", None)
-    if callbacks is None:
-        callbacks = []
+def add_close_hook(loop: asyncio.AbstractEventLoop, hook: Callable[[], None]) -> bool:
+    """Call ``hook()`` just before ``loop`` closes (hooks added later run first); False if the loop can't be hooked."""
+    hooks: list[Callable[[], None]] | None = getattr(loop, "_greenlight_on_close", None)
+    if hooks is None:
+        hooks = []
         original_close = loop.close
 
         def close() -> None:
-            pending, callbacks[:] = list(callbacks), []
-            for pending_callback in reversed(pending):
+            pending, hooks[:] = list(hooks), []
+            for pending_hook in reversed(pending):
                 if not loop.is_closed() and not loop.is_running():
-                    loop.run_until_complete(pending_callback())
+                    pending_hook()
             original_close()
 
         try:
-            loop._greenlight_on_close = callbacks  # type: ignore[attr-defined,unused-ignore]
+            loop._greenlight_on_close = hooks  # type: ignore[attr-defined,unused-ignore]
             loop.close = close  # type: ignore[method-assign,unused-ignore]
         except AttributeError:  # e.g. uvloop's compiled loop has no instance dict
             return False
-    callbacks.append(callback)
+    hooks.append(hook)
     return True
 
 
-def _policy_base() -> type[Any]:
-    # Python 3.14 deprecates the public policy names; the class set_event_loop_policy() checks is still there.
-    events: Any = asyncio.events
-    base = getattr(events, "_AbstractEventLoopPolicy", None) or events.AbstractEventLoopPolicy
-    return base  # type: ignore[no-any-return,unused-ignore]
+def add_close_callback(loop: asyncio.AbstractEventLoop, callback: Callable[[], Awaitable[None]]) -> bool:
+    """Run ``await callback()`` on ``loop`` just before it closes; False if the loop type can't be hooked."""
 
+    def run_callback() -> None:
+        loop.run_until_complete(callback())  # type: ignore[arg-type]
 
-class PortalPolicy(_policy_base()):  # type: ignore[misc,unused-ignore]
-    """Wraps the current event-loop policy so that each new loop gets the portal's task factory.
-
-    pytest-asyncio (every version) and anyio's pytest plugin create their loops through the policy.
-    """
-
-    def __init__(self, inner: asyncio.AbstractEventLoopPolicy) -> None:
-        self.inner = inner
-
-    def new_event_loop(self) -> asyncio.AbstractEventLoop:
-        loop = self.inner.new_event_loop()
-        install(loop)
-        return loop
-
-    def get_event_loop(self) -> asyncio.AbstractEventLoop:
-        return self.inner.get_event_loop()
-
-    def set_event_loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
-        if loop is not None:
-            install(loop)
-        self.inner.set_event_loop(loop)
-
-    if sys.version_info < (3, 12):
-
-        def get_child_watcher(self) -> Any:
-            return self.inner.get_child_watcher()  # type: ignore[attr-defined,unused-ignore]
-
-        def set_child_watcher(self, watcher: Any) -> None:
-            self.inner.set_child_watcher(watcher)  # type: ignore[attr-defined,unused-ignore]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+    return add_close_hook(loop, run_callback)

@@ -40,13 +40,13 @@ from .conftest import DATABASES, Runner
     ],
 )
 def test_each_message_is_chosen_for_its_cause(error: BaseException, portal_enabled: bool, expected: str | None) -> None:
-    assert diagnostics.explain([error], portal_enabled=portal_enabled) == expected
+    assert diagnostics.explain(error, portal_enabled=portal_enabled) == expected
 
 
 def test_the_cause_is_found_down_the_chain() -> None:
     outer = ValueError("wrapper")
     outer.__cause__ = RuntimeError("Event loop is closed")
-    assert diagnostics.explain([outer, outer.__cause__], portal_enabled=True) == diagnostics.LOOP_CLOSED
+    assert diagnostics.explain(outer, portal_enabled=True) == diagnostics.LOOP_CLOSED
 
 
 # A session-scoped engine whose pooled connection was opened on the first test's loop, reused on the second's.

@@ -357,11 +357,11 @@ def test_awaiting_something_not_awaitable_fails_where_await_only_was_called() ->
 
 def test_drivers_are_reused_and_ended_when_the_loop_closes() -> None:
     # A suspended greenlet is never garbage collected: the portal must not leave one behind per implicit IO.
-    from pytest_greenlight.loop_portal import _driver_class
+    from pytest_greenlight.loop_portal import LoopDriver
 
     def live_drivers() -> int:
         gc.collect()
-        return sum(isinstance(obj, _driver_class()) for obj in gc.get_objects())
+        return sum(isinstance(obj, LoopDriver) for obj in gc.get_objects())
 
     before = live_drivers()
     loop = asyncio.new_event_loop()

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.exc import MissingGreenlet
 
 from pytest_greenlight import GreenThreadLocal, in_portal, install, run_in_portal
-from pytest_greenlight.compat import load_greenlet_class
+from pytest_greenlight import compat
 
 try:
     from sqlalchemy.util import await_ as await_only
@@ -148,9 +148,16 @@ def test_implicit_io_hook_sees_the_site_and_can_refuse() -> None:
     assert len(sites) == 1
 
 
-def test_step_greenlet_is_sqlalchemys_own() -> None:
-    cls = load_greenlet_class()
-    assert cls.__sqlalchemy_greenlet_provider__ is True
+def test_a_portal_greenlet_is_a_sqlalchemy_greenlet_by_both_contracts() -> None:
+    """SQLAlchemy 1.4.53+/2.0.31+ check the provider flag and switch to ``parent``; earlier releases check
+    ``isinstance(current, _AsyncIoGreenlet)`` and switch to ``driver``: the step greenlet answers both."""
+    from greenlet import getcurrent
+
+    step = compat.PortalGreenlet(lambda: None, getcurrent())
+    assert step.__sqlalchemy_greenlet_provider__ is True
+    assert isinstance(step, compat.sqlalchemy_greenlet_class())
+    assert step.parent is getcurrent()
+    assert step.driver is getcurrent()
 
 
 def test_green_thread_local_isolation_and_errors() -> None:
