@@ -101,6 +101,6 @@ fi
 if ! (cd "$ROOT" && as_root python3 -m matrix.images --tested); then
     loud "OFFLINE IMAGES NOT BUILT: python3 -m matrix.images --tested failed (see above)" \
         "Containers will only start from images already present or pullable."
-    finish "no-images: python3 -m matrix.images failed"
+    finish "no-images: python3 -m matrix.images --tested failed"
 fi
 finish "ready"
