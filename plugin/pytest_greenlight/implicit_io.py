@@ -57,8 +57,20 @@ def _describe_trigger(frame: FrameType) -> str | None:
         names = sorted(frame.f_locals.get("attribute_names") or ())
         owner = getattr(getattr(mapper, "class_", None), "__name__", "?")
         attrs = ", ".join(f"{owner}.{name}" for name in names) or owner
-        return f"refresh of expired attribute {attrs}"
+        return f"{_REFRESH}{attrs}"
     return None
+
+
+_REFRESH = "refresh of expired attribute "
+
+
+def _attribute_read(frame: FrameType) -> str | None:
+    """``User.name`` when ``frame`` is SQLAlchemy's InstrumentedAttribute.__get__ reading that attribute."""
+    if frame.f_code.co_name != "__get__" or not frame.f_code.co_filename.startswith(_SQLALCHEMY_DIR):
+        return None
+    attribute = frame.f_locals.get("self")
+    key, owner = getattr(attribute, "key", None), getattr(attribute, "class_", None)
+    return f"{owner.__name__}.{key}" if isinstance(key, str) and owner is not None else None
 
 
 def _is_library_frame(frame: FrameType) -> bool:
@@ -67,12 +79,19 @@ def _is_library_frame(frame: FrameType) -> bool:
 
 
 def find_site(step_greenlet: Any) -> Site | None:
-    """Walk the suspended greenlet's frames outwards: the trigger from SQLAlchemy's frames, the site from the user's."""
+    """Walk the suspended greenlet's frames outwards: the trigger from SQLAlchemy's frames, the site from the user's.
+
+    A refresh loads every expired attribute of the object at once; the site names the one the code read.
+    """
     frame: FrameType | None = step_greenlet.gr_frame
     trigger: str | None = None
     while frame is not None:
         if trigger is None:
             trigger = _describe_trigger(frame)
+        elif trigger.startswith(_REFRESH):
+            read = _attribute_read(frame)
+            if read is not None:
+                trigger = _REFRESH + read
         if not _is_library_frame(frame):
             return Site(
                 filename=frame.f_code.co_filename,

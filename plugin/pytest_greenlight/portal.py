@@ -150,23 +150,41 @@ class PortalTaskFactory:
 def install(loop: asyncio.AbstractEventLoop) -> None:
     """Make every task created on ``loop`` from now on run in the portal. Idempotent.
 
-    The pytest plugin does this for every loop that creates a task while a test runs (``serve_new_loops``); call it
-    yourself for a loop whose class is not asyncio's own (uvloop) or that sets its own task factory afterwards.
+    The pytest plugin does this for every asyncio loop that creates a task while a test runs (``serve_new_loops``);
+    call it yourself for a loop of another class (uvloop). The loop's own task factory, if it has one, still makes
+    the tasks, and ``get_task_factory``/``set_task_factory`` go on showing and setting the user's factory.
     """
-    current = loop.get_task_factory()
-    if isinstance(current, PortalTaskFactory):
+    if has_portal(loop):
         return
     compat.check_contract()
+    current = loop.get_task_factory()
     loop_portal = LoopPortal.attach(loop) if current is None else None
-    loop.set_task_factory(PortalTaskFactory(current, loop_portal))
-    if loop_portal is None:
-        _run_from_a_fresh_greenlet(loop)
-    else:
+    set_factory = loop.set_task_factory
+    set_factory(PortalTaskFactory(current, loop_portal))
+    if loop_portal is not None:
         add_close_hook(loop, loop_portal.before_close)
+    else:
+        _run_from_a_fresh_greenlet(loop)
+
+    def get_task_factory() -> TaskFactory | None:
+        factory = type(loop).get_task_factory(loop)
+        return factory.previous if isinstance(factory, PortalTaskFactory) else factory
+
+    def set_task_factory(factory: TaskFactory | None) -> None:
+        set_factory(factory)  # the loop's own checks (a callable or None)
+        if loop_portal is None or factory is not None:
+            _run_from_a_fresh_greenlet(loop)
+        set_factory(PortalTaskFactory(factory, loop_portal if factory is None else None))
+
+    # A compiled loop (uvloop) has no instance dict: there the portal's factory shows.
+    with contextlib.suppress(AttributeError):
+        loop.get_task_factory = get_task_factory  # type: ignore[method-assign]
+        loop.set_task_factory = set_task_factory  # type: ignore[method-assign]
 
 
 def has_portal(loop: asyncio.AbstractEventLoop) -> bool:
-    return isinstance(loop.get_task_factory(), PortalTaskFactory)
+    """Whether ``install`` was called on ``loop`` (and its portal factory is still the loop's)."""
+    return isinstance(type(loop).get_task_factory(loop), PortalTaskFactory)
 
 
 def serve_new_loops() -> Callable[[], None]:
@@ -180,7 +198,7 @@ def serve_new_loops() -> Callable[[], None]:
     original = asyncio.BaseEventLoop.create_task
 
     def create_task(self: asyncio.BaseEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
-        if settings.enabled and self.get_task_factory() is None:
+        if settings.enabled and not has_portal(self):
             install(self)
         return original(self, coro, **kwargs)  # type: ignore[no-any-return]
 
@@ -200,6 +218,8 @@ def _run_from_a_fresh_greenlet(loop: asyncio.AbstractEventLoop) -> None:
     switch itself (measured with callgrind: +15k instructions per suspension at depth 80). A fresh greenlet's frames
     start at ``run_forever``.
     """
+    if "run_forever" in getattr(loop, "__dict__", {}):
+        return  # done already
     original = loop.run_forever
 
     def run_forever() -> None:
