@@ -33,8 +33,11 @@ os.environ.setdefault("GREENLIGHT_RUN_ID", time.strftime("%Y-%m-%dT%H:%M:%SZ-", 
 # pyproject.toml and README "Supported versions"); "lowest-direct" lets uv pick the lowest versions pyproject allows;
 # "oldest" and "newest" are the newest patches of the oldest and the newest series. The matrix, report and workflow
 # tests exercise our own tooling (each cell builds its own environment), so they run once, on "newest".
+FLOOR = ["pytest-asyncio==0.21.0", "pytest==7.4.0", "anyio==4.0.0", "greenlet==1.1.3"]  # greenlet: Python 3.11's
 STACKS = {
-    "floor": ["sqlalchemy[asyncio]==1.4.24", "pytest-asyncio==0.21.0", "pytest==7.4.0", "anyio==4.0.0"],
+    "floor": ["sqlalchemy[asyncio]==1.4.24", *FLOOR],
+    "floor-sa2.0": ["sqlalchemy[asyncio]==2.0.0", *FLOOR],
+    "floor-sa2.1": ["sqlalchemy[asyncio]==2.1.0", *FLOOR],
     "oldest": ["sqlalchemy[asyncio]==1.4.*", "pytest-asyncio==0.21.*", "pytest==7.4.*", "anyio==4.0.*"],
     "newest": ["sqlalchemy[asyncio]==2.1.*", "pytest-asyncio==1.*", "pytest==9.*", "anyio>=4"],
 }
@@ -42,7 +45,9 @@ STACK_TESTS = {"newest": ["tests"]}
 PLUGIN_TESTS = ["tests/plugin"]
 # The plugin's tests on the newest stack with interpreters this machine may lack. A python3.X on PATH (setup-python)
 # is used as it is; otherwise Debian sid's, in a runtime root (matrix/runtime.py: needs root; README "Development").
-RUNTIME_STACKS = {"py3.14": "3.14", "py3.15": "3.15"}
+# "py3.10": the oldest Python the plugin supports, with pytest-asyncio 1.x (whose contexts take another path there).
+RUNTIME_STACKS = {"py3.10": "3.10", "py3.14": "3.14", "py3.15": "3.15"}
+PYTHON_STACK_REQUIREMENTS = {"py3.10": ["sqlalchemy[asyncio]==2.0.*", "pytest-asyncio==1.*", "pytest==8.4.*", "anyio>=4"]}
 
 
 @nox.session
@@ -50,14 +55,15 @@ RUNTIME_STACKS = {"py3.14": "3.14", "py3.15": "3.15"}
 def tests(session: nox.Session, stack: str) -> None:
     """Run the project's tests: the plugin's on each stack (newest also on Python 3.14 and 3.15); all on newest."""
     if stack in RUNTIME_STACKS:
-        _tests_on_python(session, RUNTIME_STACKS[stack], STACKS["newest"])
+        _tests_on_python(session, RUNTIME_STACKS[stack], PYTHON_STACK_REQUIREMENTS.get(stack, STACKS["newest"]))
         return
     if stack == "lowest-direct":
-        # uv resolves the plugin's own dependencies to the lowest versions pyproject.toml allows.
-        session.install("--resolution", "lowest-direct", "-e", ".")
-        session.install("--group", "tests", "-e", ".", "--resolution", "lowest-direct")
-    else:
+        # uv resolves the plugin's dependencies and its tests' to the lowest versions pyproject.toml allows.
+        session.install("--resolution", "lowest-direct", "--group", "plugin-tests", "-e", ".")
+    elif stack == "newest":
         session.install("--group", "tests", "-e", ".", *STACKS[stack])
+    else:
+        session.install("--group", "plugin-tests", "-e", ".", *STACKS[stack])
     session.run("pytest", "--durations=15", *(session.posargs or STACK_TESTS.get(stack, PLUGIN_TESTS)))
 
 
