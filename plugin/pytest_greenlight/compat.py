@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 from importlib import metadata
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from packaging.version import InvalidVersion, Version
 
@@ -66,7 +66,9 @@ def _find_sqlalchemy_greenlet_class() -> type[Any]:
         raise UnsupportedEnvironment(NO_GREENLET) from exc
     sqlalchemy = installed_version("sqlalchemy")
     if sqlalchemy is None:
-        raise UnsupportedEnvironment(f"pytest-greenlight needs SQLAlchemy:  pip install 'sqlalchemy[asyncio]>={MIN_SQLALCHEMY}'")
+        raise UnsupportedEnvironment(
+            f"pytest-greenlight needs SQLAlchemy:  pip install 'sqlalchemy[asyncio]>={MIN_SQLALCHEMY}'"
+        )
     if sqlalchemy < MIN_SQLALCHEMY:
         raise UnsupportedEnvironment(
             f"pytest-greenlight needs SQLAlchemy >= {MIN_SQLALCHEMY} (asyncio support); found {sqlalchemy}.\n"
@@ -123,11 +125,11 @@ class PortalGreenlet(greenlet_base()):  # type: ignore[misc]
         return self.greenlight_serving()
 
     @property  # type: ignore[misc]
-    def __class__(self) -> type[Any]:  # noqa: PLE0307
+    def __class__(self) -> type[Any]:
         return sqlalchemy_greenlet_class() if self.greenlight_serving() else type(self)
 
     @property
-    def parent(self) -> Any:  # type: ignore[override]
+    def parent(self) -> Any:  # type: ignore[override,unused-ignore]
         return self.greenlight_exit()
 
     @parent.setter
@@ -159,11 +161,13 @@ def check_contract() -> None:
         from sqlalchemy.util import await_only
 
     sentinel = object()  # not a coroutine: await_only has nothing to close if it refuses
-    probe = PortalGreenlet(lambda: await_only(sentinel), getcurrent())
+    probe = PortalGreenlet(lambda: await_only(cast(Any, sentinel)), getcurrent())
     try:
         received = probe.switch()
     except Exception as exc:  # MissingGreenlet: this SQLAlchemy did not recognise the greenlet
-        raise UnsupportedEnvironment(CONTRACT_BROKEN.format(sqlalchemy=installed_version("sqlalchemy"), detail=exc)) from exc
+        raise UnsupportedEnvironment(
+            CONTRACT_BROKEN.format(sqlalchemy=installed_version("sqlalchemy"), detail=exc)
+        ) from exc
     if received is not sentinel:
         raise UnsupportedEnvironment(
             CONTRACT_BROKEN.format(sqlalchemy=installed_version("sqlalchemy"), detail=f"it switched with {received!r}")
@@ -225,6 +229,9 @@ def loop_portal_unsupported(loop: Any) -> str | None:
         return f"{type(loop).__qualname__}._run_once does not have the locals {RUN_ONCE_LOCALS} the portal resumes"
     if not hasattr(loop, "__dict__"):
         return f"{type(loop).__qualname__} has no instance dict to hold the portal"
+    for name in ("_ready", "_stopping"):  # the ready queue a resumed iteration pops, the flag run_forever checks
+        if not hasattr(loop, name):
+            return f"{type(loop).__qualname__} has no {name}"
     for name in ("_enter_task", "_leave_task"):
         if not callable(getattr(asyncio.tasks, name, None)):
             return f"asyncio.tasks.{name} is missing (the current-task slot a parked task leaves)"
@@ -234,13 +241,13 @@ def loop_portal_unsupported(loop: Any) -> str | None:
 def enter_task(loop: Any, task: Any) -> None:
     import asyncio
 
-    asyncio.tasks._enter_task(loop, task)  # type: ignore[attr-defined]
+    asyncio.tasks._enter_task(loop, task)  # type: ignore[attr-defined,unused-ignore]
 
 
 def leave_task(loop: Any, task: Any) -> None:
     import asyncio
 
-    asyncio.tasks._leave_task(loop, task)  # type: ignore[attr-defined]
+    asyncio.tasks._leave_task(loop, task)  # type: ignore[attr-defined,unused-ignore]
 
 
 def current_task_class() -> type[Any]:
@@ -249,7 +256,7 @@ def current_task_class() -> type[Any]:
     contextvars context)."""
     import asyncio
 
-    return asyncio.tasks.Task  # type: ignore[no-any-return]
+    return asyncio.tasks.Task  # type: ignore[no-any-return,unused-ignore]
 
 
 HAS_CANCELLING = hasattr(__import__("asyncio").Task, "cancelling")  # Task.cancelling()/uncancel(): Python 3.11+

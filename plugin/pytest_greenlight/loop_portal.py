@@ -60,7 +60,6 @@ class ServedTask:
     """Mixed into the task class the loop would have made (``served_task_class``): a task whose implicit IO the
     portal serves. The task factory makes these while the portal is on."""
 
-    __slots__ = ()
     _greenlight_hook: ImplicitIOHook | None = None
     _greenlight_parked: _Parked | None = None
     _greenlight_cancels = 0  # cancel requests delivered to a parked task's IO, which asyncio did not count
@@ -219,7 +218,7 @@ class LoopPortal:
     def park(self, awaitable: Any) -> Any:
         """The running driver called await_only(awaitable) for a served task: serve it, keep the loop running."""
         driver, loop = self.active, self.loop
-        task = asyncio.current_task(loop)
+        task: Any = asyncio.current_task(loop)
         assert isinstance(task, ServedTask), "a driver is a SQLAlchemy greenlet only while a served task runs"
         hook = task._greenlight_hook
         refusal = hook(driver) if hook is not None else None
@@ -340,7 +339,7 @@ def _nothing() -> None:
     pass
 
 
-class LoopDriver(compat.PortalGreenlet):  # type: ignore[misc]
+class LoopDriver(compat.PortalGreenlet):  # type: ignore[misc,unused-ignore]
     """Runs a loop; a SQLAlchemy greenlet only while one of the portal's tasks is running in it."""
 
     portal: LoopPortal

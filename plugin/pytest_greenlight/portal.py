@@ -200,9 +200,9 @@ def serve_new_loops() -> Callable[[], None]:
     def create_task(self: asyncio.BaseEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
         if settings.enabled and not has_portal(self):
             install(self)
-        return original(self, coro, **kwargs)  # type: ignore[no-any-return]
+        return original(self, coro, **kwargs)
 
-    asyncio.BaseEventLoop.create_task = create_task  # type: ignore[method-assign,assignment]
+    asyncio.BaseEventLoop.create_task = create_task  # type: ignore[method-assign]
 
     def undo() -> None:
         asyncio.BaseEventLoop.create_task = original  # type: ignore[method-assign]
@@ -259,6 +259,6 @@ def add_close_callback(loop: asyncio.AbstractEventLoop, callback: Callable[[], A
     """Run ``await callback()`` on ``loop`` just before it closes; False if the loop type can't be hooked."""
 
     def run_callback() -> None:
-        loop.run_until_complete(callback())  # type: ignore[arg-type]
+        loop.run_until_complete(callback())
 
     return add_close_hook(loop, run_callback)

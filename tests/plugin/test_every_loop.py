@@ -402,7 +402,7 @@ def test_timeout_around_implicit_io_raises_timeout_error() -> None:
 
     async def main() -> str:
         try:
-            async with asyncio.timeout(0.05):
+            async with asyncio.timeout(0.05):  # noqa: ASYNC100  (the wait is implicit IO, served by the portal)
                 await_only(asyncio.sleep(10))
         except TimeoutError:
             return "timed out"

@@ -12,8 +12,7 @@ import greenlet
 import pytest
 from sqlalchemy.exc import MissingGreenlet
 
-from pytest_greenlight import GreenThreadLocal, in_portal, install, run_in_portal
-from pytest_greenlight import compat
+from pytest_greenlight import GreenThreadLocal, compat, in_portal, install, run_in_portal
 
 try:
     from sqlalchemy.util import await_ as await_only
