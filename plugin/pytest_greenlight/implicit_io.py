@@ -75,6 +75,8 @@ def _attribute_read(frame: FrameType) -> str | None:
 
 def _is_library_frame(frame: FrameType) -> bool:
     filename = frame.f_code.co_filename
+    if filename.startswith("<"):  # code with no file: SQLAlchemy 2.0.0 generates some with exec ("<string>")
+        return True
     return filename.startswith((_SQLALCHEMY_DIR, _PLUGIN_DIR)) or "greenlet" in os.path.basename(filename)
 
 
