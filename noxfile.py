@@ -115,47 +115,50 @@ def lint(session: nox.Session) -> None:
 # The matrix: one session per cell of matrix/axes.toml (its exact versions: matrix/axes.lock.json), listed by
 # `nox -l` as e.g. matrix(py3.12-sa2.1-pa1.5-pt9); select with -p 3.12, -k "sa2_1 and pa1_5" or -k floor (tags:
 # each label and the tier) or -t matrix. Arguments after -- go to the scenario run (e.g. -- -k lazy).
-from matrix import axes, progress  # noqa: E402  (needs ROOT on sys.path, set above)
+# Data flows one way: axes.toml is read here, once; each cell's session gets its cell and this matrix.
+from matrix import axes, contract, progress  # noqa: E402  (needs ROOT on sys.path, set above)
 
-AXES_FILE = Path(os.environ.get("GREENLIGHT_AXES", axes.DEFAULT_PATH))
+AXES_FILE = Path(contract.text(contract.AXES, default=str(axes.DEFAULT_PATH)))
 try:
     MATRIX: axes.Matrix | None = axes.load(AXES_FILE)
 except axes.AxesError as error:
     MATRIX = None
     print(f"greenlight: {error}\ngreenlight: the matrix sessions are off until it is fixed", file=sys.stderr)
     AXES_ERROR = str(error)
-progress.install(AXES_FILE)
 
 # `nox -s matrix -- --fresh` (ignore previous results) and `-- --smoke` (newest value of each axis only) are
 # matrix options, not pytest's: environment variables carry them to the cells and to `nox -j` workers.
 _POSARGS = sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else []
-for _flag, _variable in (("--fresh", "GREENLIGHT_FRESH"), ("--smoke", "GREENLIGHT_SMOKE")):
+_NOX_ARGS = sys.argv[: sys.argv.index("--")] if "--" in sys.argv else sys.argv
+for _flag, _variable in (("--fresh", contract.FRESH), ("--smoke", contract.SMOKE)):
     if _flag in _POSARGS:
         os.environ[_variable] = "1"
 
 if MATRIX is not None:
-    if os.environ.get("GREENLIGHT_SMOKE", "") not in ("", "0"):
+    if contract.flag(contract.SMOKE):
         from matrix.run import smoke
 
         MATRIX = smoke(MATRIX)
+    progress.install(MATRIX)
     # Tiers give each Python its own cells, so the Python is a parameter; the id is the cell id.
     CELL_PARAMS = [
         nox.param(c.python, c.sqlalchemy, c.pytest_asyncio, c.pytest, c.tier, id=c.id, tags=c.tags)
         for c in MATRIX.cells()
     ]
 
-    @nox.session(allow_parallel=True, tags=["matrix"])
+    # venv_backend="none": the cell makes its one uv environment itself (in nox's env dir), so a missing
+    # interpreter is a result the runner records, not a line of nox's log.
+    @nox.session(allow_parallel=True, tags=["matrix"], venv_backend="none")
     @nox.parametrize(("python", "sqlalchemy", "pytest_asyncio", "pytest", "tier"), CELL_PARAMS)
     def matrix(session: nox.Session, sqlalchemy: str, pytest_asyncio: str, pytest: str, tier: str) -> None:
         """One matrix cell: install it, run the scenarios per subject and database, write build/results/."""
         from matrix import run
 
+        assert MATRIX is not None
         cell = axes.Cell(str(session.python), sqlalchemy, pytest_asyncio, pytest, tier)
-        try:
-            run.run_session(session, cell, env_seconds=progress.since_mark())
-            progress.fail_on_regressions(session, cell)  # a plugin regression in the support set fails the run
-        finally:
-            progress.mark()
+        progress.cell_start(session, MATRIX)  # the first cell of the run says what will not run, and why
+        outcome = run.run_session(session, cell, MATRIX, fail_on_missing=run.missing_interpreters_fail(_NOX_ARGS))
+        progress.cell_done(session, outcome)  # a plugin regression in the support set fails the run
 
 else:
 

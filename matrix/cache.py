@@ -83,6 +83,44 @@ def parse_compiled(text: str) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
+# A resolution is re-used for this long when its inputs are unchanged (requirements, interpreter): every exact
+# version the matrix names comes from axes.lock.json, so within a day only an unpinned dependency of a dependency
+# could move, and the next day's check sees it. This is what makes a warm run of the whole matrix seconds.
+RESOLUTION_TTL = 24 * 3600
+
+
+def _interpreter_identity(python: Path) -> str:
+    """The interpreter behind ``python`` (the cell's base interpreter or its venv's): resolved path and mtime."""
+    try:
+        real = Path(python).resolve()
+        return f"{real}:{real.stat().st_mtime_ns}"
+    except OSError:
+        return str(python)
+
+
+def resolve_memoized(python: Path, requirements: Sequence[str], memo_dir: Optional[Path]) -> Resolution:
+    """:func:`resolve`, re-using a resolution of the same requirements for the same interpreter made within
+    ``RESOLUTION_TTL`` (``memo_dir``: None never re-uses)."""
+    if memo_dir is None:
+        return resolve(python, requirements)
+    start = time.perf_counter()
+    inputs = json.dumps({"python": _interpreter_identity(python), "requirements": list(requirements)})
+    path = memo_dir / f"{hashlib.sha256(inputs.encode()).hexdigest()[:32]}.json"
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        if stored.get("inputs") == inputs and time.time() - float(stored["at"]) < RESOLUTION_TTL:
+            return Resolution(dict(stored["versions"]), time.perf_counter() - start)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    found = resolve(python, requirements)
+    if found.versions is not None:
+        memo_dir.mkdir(parents=True, exist_ok=True)
+        temp = path.with_suffix(f".{os.getpid()}.tmp")
+        temp.write_text(json.dumps({"inputs": inputs, "at": time.time(), "versions": found.versions}), encoding="utf-8")
+        os.replace(temp, path)
+    return found
+
+
 def resolve(python: Path, requirements: Sequence[str]) -> Resolution:
     """Resolve without installing: ``uv pip compile`` for exactly this interpreter (its markers and tags)."""
     start = time.perf_counter()
@@ -224,9 +262,10 @@ class CellCache:
         python: Path,
         pytest_args: Sequence[str] = (),
         environ: Optional[Mapping[str, str]] = None,
+        memo_dir: Optional[Path] = None,
     ) -> None:
         start = time.perf_counter()
-        self.resolution = resolve(python, cell_requirements(matrix, cell))
+        self.resolution = resolve_memoized(python, cell_requirements(matrix, cell), memo_dir)
         self.digest = source_digest()
         self.servers = server_identities(matrix, environ)
         self.pytest_args = tuple(pytest_args)

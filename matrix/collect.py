@@ -13,20 +13,17 @@ import hashlib
 import html
 import json
 import os
-import re
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 from urllib.parse import quote, unquote
 
+from matrix.rules import CAP, OUTCOMES, STATUSES, VERDICTS, cap, make_redactor
+
 SCHEMA_VERSION = 1
-CAP = 4000
-STATUSES = ("completed", "install-failed", "interpreter-missing", "crashed", "infra-error", "excluded")
-OUTCOMES = ("passed", "failed", "error", "skipped", "timeout", "not-run")
-VERDICTS = ("works", "broken", "skipped", "not-run")
 CELL_KEYS = ("id", "python", "sqlalchemy", "pytest_asyncio", "pytest", "tier")  # pytest: only with a pytest axis
 SCENARIO_KEYS = (
     "id",
@@ -42,29 +39,9 @@ SCENARIO_KEYS = (
     "message",
     "traceback",
 )
-# Bounded quantifiers: the pattern runs over untrusted text and must stay linear.
-_URL_PASSWORD = re.compile(
-    r"(?P<head>[a-z][a-z0-9+.-]{0,30}://[^:/@\s]{0,256}:)(?P<password>[^@\s/]{1,512})@", re.IGNORECASE
-)
 
 
 # --- text hygiene -------------------------------------------------------------------------------------------
-
-
-def make_redactor(secrets: Iterable[str] = ()) -> Callable[[str], str]:
-    """A function that replaces every given secret (raw and URL-quoted) and any URL password with ``***``."""
-    variants: set[str] = set()
-    for secret in secrets:
-        if secret:
-            variants.update({secret, quote(secret, safe=""), unquote(secret)})
-    ordered = sorted((v for v in variants if v), key=len, reverse=True)
-
-    def redact(text: str) -> str:
-        for secret in ordered:
-            text = text.replace(secret, "***")
-        return _URL_PASSWORD.sub(r"\g<head>***@", text)
-
-    return redact
 
 
 def redact_file(path: Union[str, Path], secrets: Iterable[str]) -> bool:
@@ -86,13 +63,6 @@ def redact_file(path: Union[str, Path], secrets: Iterable[str]) -> bool:
         out.write(clean)
     os.replace(temp, path)
     return True
-
-
-def cap(text: str, limit: int = CAP) -> str:
-    if len(text) <= limit:
-        return text
-    marker = f"\n… [truncated {len(text) - limit + 40} characters]"
-    return text[: limit - len(marker)] + marker
 
 
 def _clean(value: Any, redact: Callable[[str], str]) -> Any:
@@ -169,6 +139,10 @@ def _scenario(entry: Mapping[str, Any]) -> dict[str, Any]:
         scenario["outcome"] = "error"
     duration = scenario["duration"]
     scenario["duration"] = round(float(duration), 4) if isinstance(duration, (int, float)) else None
+    ran_on = entry.get("ran_on")
+    if isinstance(ran_on, str) and ran_on:
+        # The scenario does not depend on the database: this entry repeats the result of its run there.
+        scenario["ran_on"] = ran_on
     return scenario
 
 
@@ -237,7 +211,7 @@ def build_result(
     lines = lines or Lines()
     scenarios = [_scenario(entry) for entry in lines.entries]
     disagreements = 0
-    for scenario, entry in zip(scenarios, lines.entries):
+    for scenario, entry in zip(scenarios, lines.entries, strict=True):
         verdict = compute_verdict(
             scenario["expected"], scenario["outcome"], scenario["exception"], entry.get("verdict")
         )

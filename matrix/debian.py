@@ -13,10 +13,10 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 MIRROR_ENV = "GREENLIGHT_DEBIAN_MIRROR"

@@ -23,6 +23,10 @@ from typing import Any, Optional, Union
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+# One definition, shared with reports (re-exported: axes.py reads them here).
+from matrix.rules import SUPPORT_TIERS as SUPPORT_TIERS
+from matrix.rules import TIERS as TIERS
+
 FORMAT = "greenlight-axes-lock"
 # axis name in axes.toml -> the distribution its values are versions of
 AXIS_PACKAGES = {"sqlalchemy": "sqlalchemy", "pytest_asyncio": "pytest-asyncio", "pytest": "pytest"}
@@ -33,8 +37,6 @@ CHECKED = ("sqlalchemy", "pytest-asyncio", "pytest", "greenlet", "anyio")
 PRE = "pre"  # the label of a canary cell's versions
 # Tiers: "support" and "floor" make up the support set (what the badge and docs table count); "canary" runs
 # pre-releases and "legacy" runs interpreters past their end of life: both report, neither counts nor fails a run.
-TIERS = ("support", "floor", "canary", "legacy")
-SUPPORT_TIERS = ("support", "floor")
 
 
 class LockError(ValueError):

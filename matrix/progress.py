@@ -1,15 +1,18 @@
-"""What the matrix run tells the person watching it, and what nox itself decides without running a cell.
+"""What the matrix run tells the person watching it, and the end of the run.
 
-* Cells whose interpreter is missing never reach their session function: nox skips them (or fails them with
-  ``--error-on-missing-interpreters``) and logs ``Session matrix(py3.14-sa2.1-pa1.5-pt9) skipped: Python
-  interpreter 3.14 not found``. A handler on nox's logger turns that line into ``interpreter-missing`` results, in
-  whichever process ran the session (the top-level one, or a ``nox -j`` worker).
-* At the end of the invocation (``atexit`` in the top-level process only) it prints what this run wrote: cells
-  by status, verdict totals, and every database that was not run, with the reason; then it builds the report
-  from ``build/results`` and prints its path; last, every plugin regression of the run.
+* The first cell to start in an invocation says what this run will and will not do: cells listed, excluded and
+  without an interpreter here, which databases cannot run and why (before any cell has spent time), and where
+  results go.
+* Every cell ends with one line per subject (verdicts against the declared expectations: works / broken /
+  not-run, see :func:`matrix.cell.describe`) and a progress line: cells done, and an estimate of the time left
+  from the cells that ran so far (sequential runs; ``nox -j`` workers do not know how many cells were selected).
 * A plugin regression (``greenlight`` broken on a scenario that works under ``none``, in a support-set cell:
-  ``reports.model.regressions``) fails that cell's nox session, so ``nox -s matrix`` exits non-zero; canary and
-  legacy cells report theirs without failing.
+  :func:`matrix.rules.comparison_kind`) fails that cell's nox session, so ``nox -s matrix`` exits non-zero.
+* At the end of the invocation (``atexit`` in the top-level process only): containers removed, cells by status
+  (cells, not files), verdict totals per subject, every database that was not run with the reason, the
+  regressions; then the run's manifest (``build/run.json``) is written and the report is notified: ``python -m
+  reports`` runs as a process of its own (the matrix never imports reports) and builds ``build/report/`` without
+  touching the tracked docs table.
 """
 
 from __future__ import annotations
@@ -18,108 +21,183 @@ import atexit
 import json
 import logging
 import os
-import re
+import statistics
+import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
-from matrix import axes, collect
-from matrix.paths import RESULTS
+from matrix import axes, contract, rules
+from matrix.paths import BUILD, RESULTS, ROOT
 
-_MISSING = re.compile(
-    r"Session matrix\((?P<cell>[^)]+)\) (?:skipped|failed): (?P<reason>Python interpreter \S+ not found)"
-)
-_last_mark = time.perf_counter()
+PLUGIN, BASELINE = "greenlight", "none"
+_state: dict[str, Any] = {"matrix": None, "started": None, "done": []}
 
 
-def mark() -> None:
-    """Remember now: the next cell's environment creation is measured from here."""
-    global _last_mark
-    _last_mark = time.perf_counter()
-
-
-def since_mark() -> float:
-    """Seconds since the noxfile was imported or the previous cell ended: nox's set-up and venv creation."""
-    return time.perf_counter() - _last_mark
-
-
-class MissingInterpreterHandler(logging.Handler):
-    def __init__(self, results: Path, axes_path: Path) -> None:
-        super().__init__(level=logging.WARNING)
-        self.results = results
-        self.axes_path = axes_path
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            match = _MISSING.search(record.getMessage())
-            if match:
-                record_missing(self.results, self.axes_path, match.groupdict())
-        except Exception:  # a failing log handler must never take nox down with it
-            self.handleError(record)
-
-
-def record_missing(results: Path, axes_path: Path, found: dict[str, str]) -> list[Path]:
-    matrix = axes.load(axes_path)
-    cell = next((c for c in matrix.cells() if c.id == found["cell"]), None)
-    if cell is None:
-        return []
-    excluded = matrix.excluded_reason(cell)
-    run = os.environ.get("GREENLIGHT_RUN_ID", "")
-    written = []
-    for subject in matrix.subjects:
-        path = collect.result_path(results, cell.id, subject.name)
-        if _run_of(path) == run:  # a -j worker and the parent both log the skip: write once
-            continue
-        reason = excluded or matrix.excluded_reason(cell, subject.name)
-        status = "excluded" if reason else "interpreter-missing"
-        why = f"the cell did not run: {status}"
-        result = collect.build_result(
-            run_id=run,
-            cell=cell.as_dict(),
-            subject={"name": subject.name, "requirement": subject.requirement},
-            status=status,
-            reason=reason or f"{found['reason']} on this machine",
-            databases=[
-                {"name": db.name, "driver": d, "status": "not-run", "reason": why, "server_version": None}
-                for db in matrix.databases
-                for d in db.drivers
-            ],
-        )
-        written.append(collect.write_result(result, results))
-    return written
-
-
-def _run_of(path: Path) -> Optional[str]:
+def _session_count(session: Any) -> Optional[int]:
+    """How many matrix cells this nox process will run (None in a ``-j`` worker, which runs one)."""
+    manifest = getattr(getattr(session, "_runner", None), "manifest", None)
     try:
-        return json.loads(path.read_text(encoding="utf-8")).get("run_id")
-    except (OSError, ValueError, AttributeError):
+        names = [runner.friendly_name for runner in manifest]  # type: ignore[union-attr]
+    except Exception:
         return None
+    count = sum(1 for name in names if name.startswith("matrix("))
+    return count if count > 1 else None
+
+
+def banner(matrix: axes.Matrix, environ: Optional[dict[str, str]] = None) -> list[str]:
+    """What this run will not do, and why, said before the first cell spends any time."""
+    from matrix import run
+
+    cells = matrix.cells()
+    plans = {p.cell: p for p in axes.expand(matrix)}
+    excluded = sum(1 for c in cells if plans[c].excluded_reason)
+    missing = sorted({c.python for c in cells if run.interpreter(c.python) is None}, key=axes._key)
+    lines = [f"matrix: {len(cells)} cells listed, {excluded} excluded by axes.toml or the lock's metadata"]
+    if missing:
+        lines.append(f"matrix: no interpreter here for Python {', '.join(missing)}: those cells are recorded not run")
+    servers = [db for db in matrix.databases if db.kind != "sqlite"]
+    if servers:
+        from matrix.provision import engine
+
+        client, reason = engine.connect()
+        if client is not None:
+            client.close()
+        urls = {
+            kind: contract.text(var, environ)
+            for kind, var in (("postgresql", contract.POSTGRES_URL), ("mysql", contract.MYSQL_URL))
+        }
+        skipped = [db.name for db in servers if client is None and not urls.get(db.kind)]
+        if skipped:
+            lines.append(
+                f"matrix: {', '.join(skipped)} will be not-run: {reason}, and no GREENLIGHT_POSTGRES_URL / "
+                "GREENLIGHT_MYSQL_URL is set (start an engine with .ci/docker.sh, or point those at servers)"
+            )
+        else:
+            lines.append(f"matrix: databases: sqlite and {', '.join(db.name for db in servers)}")
+    lines.append(f"matrix: results go to {RESULTS}; `-- --smoke` runs one cell, `-j auto` runs cells in parallel")
+    return lines
+
+
+def cell_start(session: Any, matrix: axes.Matrix) -> None:
+    """Before a cell: the banner, once per invocation (the first cell of any nox process of the run says it)."""
+    _state["matrix"] = matrix
+    if _state["started"] is None:
+        _state["started"] = time.monotonic()
+        _state["planned"] = _session_count(session)
+    marker = BUILD / "progress" / f"{_safe(contract.text(contract.RUN_ID))}.started"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return
+    for line in banner(matrix):
+        session.log(line)
+
+
+def cell_done(session: Any, outcome: Any) -> None:
+    """After a cell: progress and estimate; a plugin regression in a support-set cell fails its session."""
+    ran = any("reused" not in _timings(s.path) and s.status == "completed" for s in outcome.subjects)
+    _state["done"].append((time.monotonic(), ran))
+    done = _state["done"]
+    planned = _state.get("planned")
+    elapsed = time.monotonic() - (_state["started"] or time.monotonic())
+    text = f"progress: {len(done)}{f' of {planned}' if planned else ''} cells done in {elapsed / 60:.1f} min"
+    durations = [b[0] - a[0] for a, b in zip([(_state["started"], True), *done], done, strict=False) if b[1]]
+    if planned and durations:
+        left = planned - len(done)
+        text += f", about {left * statistics.median(durations) / 60:.1f} min left ({left} cells)"
+    session.log(text)
+    found = cell_regressions(outcome.written)
+    if found:
+        session.error(f"plugin regression in {outcome.cell} ({len(found)} scenario(s)): " + "; ".join(found[:5]))
+
+
+def _timings(path: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8")).get("timings") or {})
+    except (OSError, ValueError):
+        return {}
+
+
+def _load(paths: Any) -> list[dict[str, Any]]:
+    documents = []
+    for path in paths:
+        try:
+            document = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(document, dict):
+            documents.append(document)
+    return documents
+
+
+def regressions_in(documents: list[dict[str, Any]]) -> list[str]:
+    """``<scenario> x <cell> x <database>/<driver>: greenlight broken, none works`` for each plugin regression in
+    support-set cells (the rule: :func:`matrix.rules.comparison_kind`)."""
+    by_cell: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for document in documents:
+        by_cell[document["cell"]["id"]][document["subject"]["name"]] = document
+    found = []
+    for cell_id, subjects in sorted(by_cell.items()):
+        plugin, baseline = subjects.get(PLUGIN), subjects.get(BASELINE)
+        if plugin is None or baseline is None or not rules.is_support_tier(plugin["cell"].get("tier", "support")):
+            continue
+        base = {(s["database"], s["driver"], s["id"]): s["verdict"] for s in baseline.get("scenarios", [])}
+        for s in plugin.get("scenarios", []):
+            key = (s["database"], s["driver"], s["id"])
+            if key in base and rules.comparison_kind(s["verdict"], base[key]) == "regression":
+                found.append(
+                    f"{s['id']} x {cell_id} x {s['database']}/{s['driver']}: {PLUGIN} broken, {BASELINE} works"
+                )
+    return found
+
+
+def cell_regressions(paths: Any) -> list[str]:
+    return regressions_in(_load(paths))
+
+
+def cell_status(documents: list[dict[str, Any]]) -> str:
+    """One status per cell (not per results file): the first of these any of its subjects has."""
+    statuses = {d.get("status") for d in documents}
+    if statuses == {"excluded"}:
+        return "excluded"
+    for status in ("interpreter-missing", "install-failed", "infra-error", "crashed"):
+        if status in statuses:
+            return status
+    return "completed"
+
+
+def run_documents(results: Path, run: str) -> list[dict[str, Any]]:
+    return [d for d in _load(sorted(results.glob("*.json"))) if d.get("run_id") == run]
 
 
 def summarize(results: Path, run: str) -> list[str]:
     """Lines describing the results files this run wrote (empty when it wrote none)."""
-    documents: list[dict[str, Any]] = []
-    for path in sorted(results.glob("*.json")):
-        try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(document, dict) and document.get("run_id") == run:
-            documents.append(document)
+    documents = run_documents(results, run)
     if not documents:
         return []
-    statuses = Counter(d.get("status") for d in documents)
-    verdicts: Counter[str] = Counter()
+    cells: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for document in documents:
-        verdicts.update(document.get("summary") or {})
-    cells = {d["cell"]["id"] for d in documents}
+        cells[document["cell"]["id"]].append(document)
+    by_status = Counter(cell_status(docs) for docs in cells.values())
+    reused = sum(1 for docs in cells.values() if all("reused" in (d.get("timings") or {}) for d in docs))
     lines = [
-        f"matrix run {run}: {len(documents)} results files for {len(cells)} cells in {results}",
-        "  cells by status: " + ", ".join(f"{status} {count}" for status, count in sorted(statuses.items())),
-        "  scenario verdicts: " + ", ".join(f"{v} {verdicts.get(v, 0)}" for v in collect.VERDICTS),
+        f"matrix run {run}: {len(cells)} cells ({len(documents)} results files) in {results}",
+        "  cells by status: "
+        + ", ".join(f"{status} {count}" for status, count in sorted(by_status.items()))
+        + (f" ({reused} re-used unchanged)" if reused else ""),
+        "  verdicts per subject (against each scenario's declared expectation):",
     ]
+    subjects: dict[str, Counter[str]] = defaultdict(Counter)
+    for document in documents:
+        subjects[document["subject"]["name"]].update(document.get("summary") or {})
+    for name, verdicts in sorted(subjects.items(), key=lambda item: (item[0] != PLUGIN, item[0] != BASELINE, item[0])):
+        line = ", ".join(f"{v} {verdicts.get(v, 0)}" for v in ("works", "broken", "not-run"))
+        lines.append(f"    {name}: {line} (n/a in those cells: {verdicts.get('skipped', 0)})")
+    lines.append("    (none is the baseline without any plugin: its broken scenarios are what a plugin is for)")
     skipped: dict[tuple[str, str], set[str]] = defaultdict(set)
     for document in documents:
         if document.get("status") != "completed":
@@ -139,27 +217,6 @@ def summarize(results: Path, run: str) -> list[str]:
     return lines
 
 
-def regressions(results: Path, run: str, cell_id: Optional[str] = None) -> list[str]:
-    """One line per plugin regression (scenario x cell x database/driver) in this run's support-set results
-    (of one cell, when given): the rule and the support set are ``reports.model``'s."""
-    from reports.model import Run, load_results
-    from reports.model import regressions as find
-
-    loaded = load_results(results)
-    mine = Run(tuple(r for r in loaded.results if r.run_id == run and cell_id in (None, r.cell.id)))
-    return [
-        f"{c.scenario} x {c.cell_id} x {c.database}/{c.driver}: greenlight {c.plugin}, none {c.baseline}"
-        for c in find(mine)
-    ]
-
-
-def fail_on_regressions(session: Any, cell: axes.Cell, results: Path = RESULTS) -> None:
-    """End a support-set cell's nox session with an error when the plugin regressed in it."""
-    found = regressions(results, os.environ.get("GREENLIGHT_RUN_ID", ""), cell.id)
-    if found:
-        session.error(f"plugin regression in {cell.id} ({len(found)} scenario(s)): " + "; ".join(found[:5]))
-
-
 def release_containers(stream: TextIO = sys.stderr) -> None:
     """Remove this invocation's containers now, so none is running when nox returns (the reaper would remove them
     anyway, but only once it sees this process gone: seconds after the prompt is back)."""
@@ -167,7 +224,7 @@ def release_containers(stream: TextIO = sys.stderr) -> None:
     from matrix.provision import reaper
     from matrix.provision.state import InvocationState
 
-    invocation = os.environ.get("GREENLIGHT_INVOCATION", "")
+    invocation = contract.text(contract.INVOCATION)
     if not invocation or not InvocationState(PROVISION, invocation).read_all():
         return  # this invocation provisioned nothing
     reaped = reaper.reap(invocation, PROVISION)
@@ -177,33 +234,83 @@ def release_containers(stream: TextIO = sys.stderr) -> None:
         print("  some of this run's databases or containers could not be removed yet: the reaper retries", file=stream)
 
 
+def write_manifest(results: Path, run: str, matrix: Optional[axes.Matrix], path: Path) -> dict[str, Any]:
+    """``build/run.json``: which cells this run's matrix lists and which it wrote, and whether it is the complete
+    default matrix (the only run the tracked docs table may be rewritten from)."""
+    documents = run_documents(results, run)
+    written = sorted({d["cell"]["id"] for d in documents})
+    listed = [c.id for c in matrix.cells()] if matrix is not None else []
+    default = (
+        matrix is not None
+        and not contract.flag(contract.SMOKE)
+        and Path(contract.text(contract.AXES, default=str(axes.DEFAULT_PATH))).resolve()
+        == Path(axes.DEFAULT_PATH).resolve()
+    )
+    unfinished = sorted({d["cell"]["id"] for d in documents if d.get("status") == "crashed"})
+    manifest = {
+        "run_id": run,
+        "default_matrix": bool(default),
+        "cells_listed": len(listed),
+        "cells_written": written,
+        "cells_missing": sorted(set(listed) - set(written)),
+        "cells_interrupted": unfinished,
+        "complete": bool(default) and set(written) >= set(listed) and not unfinished,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_suffix(".tmp")
+    temp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    os.replace(temp, path)
+    return manifest
+
+
 def finish(results: Path, run: str, stream: TextIO = sys.stderr) -> None:
-    """End of a matrix run: containers removed, the summary, then the report built from everything in ``results``."""
+    """End of a matrix run: containers removed, the summary, the regressions, then the report notified."""
     release_containers(stream)
     lines = summarize(results, run)
     for line in lines:
         print(line, file=stream)
     if not lines:
         return  # this invocation ran no matrix cell (e.g. `nox -s tests`)
-    from reports import build
-
-    # --no-docs: a run of a few cells must not rewrite the support table; `nox -s report` does that on purpose.
-    build.main(["--results", str(results), "--out", str(results.parent / "report"), "--no-docs"])
-    found = regressions(results, run)
+    found = regressions_in(run_documents(results, run))
+    manifest = write_manifest(results, run, _state.get("matrix"), BUILD / "run.json")
+    if not manifest["complete"]:
+        print(
+            f"  not the complete default matrix ({len(manifest['cells_written'])} of {manifest['cells_listed']} "
+            "cells of this matrix written): the docs table is left alone",
+            file=stream,
+        )
+    # The report is notified, not imported: it is a stage of its own (`nox -s report` does the same, with docs).
+    stream.flush()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "reports",
+            "--results",
+            str(results),
+            "--out",
+            str(results.parent / "report"),
+            "--no-docs",
+        ],
+        cwd=str(ROOT),
+        check=False,
+    )
     if found:
         print(f"plugin regressions in the support set ({len(found)}; the run fails):", file=stream)
         for line in found:
             print(f"  {line}", file=stream)
 
 
-def install(axes_path: Path, results: Path = RESULTS) -> None:
+def _safe(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text) or "run"
+
+
+def install(matrix: axes.Matrix, results: Path = RESULTS) -> None:
     """Called by noxfile.py at import, in every nox process."""
+    _state["matrix"] = matrix
     # nox logs at DEBUG on the root logger; docker-py, urllib3 and testcontainers would bury the progress lines
     # (our provisioner says what it started, where and how fast).
     for noisy in ("docker", "urllib3", "testcontainers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    logger = logging.getLogger("nox")
-    if not any(isinstance(h, MissingInterpreterHandler) for h in logger.handlers):
-        logger.addHandler(MissingInterpreterHandler(results, axes_path))
-    if os.environ.get("GREENLIGHT_INVOCATION") == str(os.getpid()):
-        atexit.register(finish, results, os.environ.get("GREENLIGHT_RUN_ID", ""))
+    if contract.text(contract.INVOCATION) == str(os.getpid()):
+        atexit.register(finish, results, contract.text(contract.RUN_ID))

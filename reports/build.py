@@ -93,6 +93,50 @@ def build(
     return Built(index, out / "badge.svg", out / "badge.json", out / "data.json", docs, docs_written, run)
 
 
+TRACKED_DOCS = ROOT / "docs" / "compatibility.md"
+
+
+def docs_refusal(results: Path, docs: Path) -> Optional[str]:
+    """Why the tracked docs table must not be rewritten from ``results`` (None: it may be).
+
+    The table states what the project supports, so only a complete run of the default matrix may rewrite it: the
+    matrix says so in ``build/run.json`` (written at the end of every ``nox -s matrix``), naming its run id; every
+    results file must belong to that run. Another ``--docs`` path (a test, a preview) is written as asked.
+    """
+    if docs.resolve() != TRACKED_DOCS.resolve():
+        return None
+    manifest_path = results.parent / "run.json"
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"no run manifest at {manifest_path}: run the whole default matrix (`nox -s matrix`) first"
+    if not manifest.get("complete"):
+        missing = len(manifest.get("cells_missing") or [])
+        interrupted = len(manifest.get("cells_interrupted") or [])
+        scope = (
+            "the default matrix"
+            if manifest.get("default_matrix")
+            else "not the default matrix (--smoke or GREENLIGHT_AXES)"
+        )
+        return (
+            f"the last matrix run ({manifest.get('run_id')}) is not complete: {scope}, "
+            f"{len(manifest.get('cells_written') or [])} of {manifest.get('cells_listed')} cells written, "
+            f"{missing} missing, {interrupted} interrupted"
+        )
+    stray = sorted({p.name for p in results.glob("*.json") if _run_id(p) not in (manifest.get("run_id"), None)})
+    if stray:
+        return f"{len(stray)} results file(s) are not from the complete run {manifest.get('run_id')} (e.g. {stray[0]})"
+    return None
+
+
+def _run_id(path: Path) -> Optional[str]:
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return found.get("run_id") if isinstance(found, dict) else None
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m reports", description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=ROOT / "build" / "results", help="results folder")
@@ -116,6 +160,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"reports: no results folder at {args.results} (run `nox -s matrix` first)", file=sys.stderr)
         return 2
     support = tuple(args.support or ("*",))
+    refusal = None if args.no_docs else docs_refusal(args.results, args.docs)
+    if refusal:
+        args.no_docs = True
     built = build(
         args.results,
         args.out,
@@ -137,4 +184,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"badge: {shield['label']} | {shield['message']} ({shield['color']})")
     if built.docs is not None:
         print(f"docs: {built.docs} {'rewritten' if built.docs_written else 'unchanged (same support facts)'}")
+    elif refusal:
+        print(f"docs: {args.docs} left alone: {refusal}")
     return 0

@@ -16,17 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+# Statuses, verdicts, support tiers, the regression rule: one definition each, shared with the runner (reports
+# reads what the matrix wrote; the matrix never imports reports).
+from matrix.rules import STATUSES, SUPPORT_TIERS, VERDICTS, comparison_kind
 from reports.safe import MESSAGE_CAP, SHORT_CAP, TRACEBACK_CAP, clean_text
 
 SCHEMA_VERSION = 1
 # A results file is small (hundreds of kB); anything far bigger is refused rather than parsed into memory.
 MAX_FILE_BYTES = 64 * 1024 * 1024
-
-STATUSES = ("completed", "install-failed", "interpreter-missing", "crashed", "infra-error", "excluded")
-VERDICTS = ("works", "broken", "skipped", "not-run")
-# The tiers whose cells make up the support set (the same as matrix/lock.py's SUPPORT_TIERS: the report must not
-# import the matrix). "canary" (pre-releases) and "legacy" (end-of-life Pythons) are shown, never counted.
-SUPPORT_TIERS = ("support", "floor")
 
 
 def _opt(value: Any, cap: int = SHORT_CAP) -> Optional[str]:
@@ -79,6 +76,8 @@ class Scenario:
     duration: Optional[float]
     message: Optional[str]
     traceback: Optional[str]
+    # "<database>/<driver>" when the scenario does not depend on the database: this entry repeats that run's result.
+    ran_on: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -177,6 +176,7 @@ def _scenario(raw: Any, index: int) -> Scenario:
         duration=float(duration) if isinstance(duration, (int, float)) and not isinstance(duration, bool) else None,
         message=_opt(raw.get("message"), MESSAGE_CAP),
         traceback=_opt(raw.get("traceback"), TRACEBACK_CAP),
+        ran_on=_opt(raw.get("ran_on")),
     )
 
 
@@ -423,11 +423,7 @@ class Comparison:
 
     @property
     def kind(self) -> str:
-        if self.plugin == "works" and self.baseline == "broken":
-            return "fix"
-        if self.plugin == "broken" and self.baseline == "works":
-            return "regression"
-        return "same"
+        return comparison_kind(self.plugin, self.baseline)
 
 
 def _verdicts(result: Optional[Result]) -> dict[tuple[str, str, str], Scenario]:

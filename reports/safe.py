@@ -10,6 +10,8 @@ import json
 import re
 from typing import Any
 
+from matrix.rules import redact_urls
+
 # Caps for text shown in the report. Writers already cap messages at 4,000 characters; readers cap again
 # because a file may come from an older or broken writer (issue 8: "a 10 MB message").
 MESSAGE_CAP = 4_000
@@ -23,7 +25,6 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # Writers never record URLs with passwords, but a driver's error message might quote one: mask the
 # password whatever characters it holds (greedy up to the last "@" of the token, so "p@ss" is masked too).
 # The scheme is bounded so a megabyte of letters cannot make the search quadratic.
-_URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]{0,40}://[^\s:/@]*:)[^\s]*@")
 # A URL cut off by the length cap, before its "@": mask what is left of it.
 _URL_TAIL = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]{0,40}://[^\s:/@]*:)[^\s@]*\Z")
 
@@ -38,7 +39,7 @@ def clean_text(value: Any, cap: int = SHORT_CAP) -> str:
     text = _ANSI.sub("", text)
     text = _CONTROL.sub("\N{REPLACEMENT CHARACTER}", text)
     if "://" in text:
-        text = _URL_PASSWORD.sub(r"\1***@", text)
+        text = redact_urls(text)
     # json.loads accepts lone surrogates ("\ud800"); they cannot be encoded, so replace them too.
     text = text.encode("utf-8", "replace").decode("utf-8")
     if len(text) > cap or original_length > cap * 2:

@@ -15,10 +15,10 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from matrix import debian
 from matrix.debian import DEFAULT_MIRROR as DEFAULT_MIRROR  # named here by the image tests

@@ -30,13 +30,13 @@ def table() -> str:
     rows = sorted(found.values(), key=lambda s: (order[s.category], s.id))
     lines = [
         BEGIN,
-        "| id | category | what it checks | expectation (per axis values) | needs implicit IO |",
-        "| --- | --- | --- | --- | --- |",
+        "| id | category | what it checks | expectation (per axis values) | needs implicit IO | runs |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for item in rows:
         lines.append(
             f"| `{item.id}` | {item.category} | {_cell(item.checks)} | {_cell(item.describe())} | "
-            f"{'yes' if item.implicit_io else ''} |"
+            f"{'yes' if item.implicit_io else ''} | {'per database' if item.per_database else 'once per cell'} |"
         )
     lines.append(END)
     return "\n".join(lines)

@@ -23,6 +23,7 @@ from matrix.scenarios.support import (
     drop_tables,
     make_models,
     missing_dialect,
+    representative,
     targets,
     unique_prefix,
 )
@@ -31,10 +32,22 @@ from matrix.scenarios.support import (
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "db" in metafunc.fixturenames:
         found = targets()
+        declared = scenario_of(metafunc.function)
+        if declared is not None and not declared.per_database:
+            # One run stands for every database of the cell: the recorder writes its result for each of them.
+            first = representative(found)
+            found = [first] if first is not None else found
         metafunc.parametrize("db", found, ids=[t.id for t in found])
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    from matrix.scenarios import nested
+
+    marks = (item.get_closest_marker("timeout") for item in items)
+    if any(mark is not None and mark.args[:1] == (nested.NESTED_TIMEOUT,) for mark in marks):
+        # Nested scenarios are selected: the fork server imports pytest, SQLAlchemy and the drivers now, while the
+        # first scenarios run, instead of when the first nested scenario needs it.
+        nested.start_server()
     for item in items:
         options = getattr(getattr(item, "obj", None), "greenlight_marker", None)
         if options is not None:
@@ -76,7 +89,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
 
 
 _EXIT_STATUS: list[int] = []
-LEFTOVER_GRACE = 5.0
+LEFTOVER_GRACE = 1.0  # seconds for leaked driver threads to end at exit, shared by all of them
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

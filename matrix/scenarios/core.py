@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, TypeVar, Union
 
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 CATEGORIES = (
@@ -29,48 +32,32 @@ CATEGORIES = (
     "teardown-hygiene",
 )
 _ID = re.compile(r"^([a-z-]+)/[a-z0-9][a-z0-9-]*$")
-_SPEC = re.compile(r"^\s*(<=|>=|==|!=|<|>)\s*([0-9]+(?:\.[0-9]+)*)\s*$")
 # Axis keys a rule may test; the version ones take specifiers like ">=2.0,<2.1", the others exact values.
 VERSION_AXES = ("python", "sqlalchemy", "pytest_asyncio")
 VALUE_AXES = ("subject", "driver", "database")
-
-
-def version_tuple(text: str) -> tuple[int, ...]:
-    """'2.0.36' -> (2, 0, 36); stops at the first non-numeric part ('1.0.0a1' -> (1, 0, 0))."""
-    parts: list[int] = []
-    for piece in text.split("."):
-        digits = re.match(r"\d+", piece)
-        if digits is None:
-            break
-        parts.append(int(digits.group()))
-        if digits.group() != piece:
-            break
-    return tuple(parts)
-
-
-def _compare(actual: tuple[int, ...], op: str, wanted: tuple[int, ...]) -> bool:
-    # "<1.0" must be true for 0.26.0 and false for 1.0.0: compare on the wanted precision.
-    actual = actual[: len(wanted)] + (0,) * max(0, len(wanted) - len(actual))
-    return {
-        "<": actual < wanted,
-        "<=": actual <= wanted,
-        ">": actual > wanted,
-        ">=": actual >= wanted,
-        "==": actual == wanted,
-        "!=": actual != wanted,
-    }[op]
+# What a scenario's result may depend on (``depends=``); "database" means the database and its driver. A scenario
+# that does not depend on the database runs once per cell, on the first database whose dialect this SQLAlchemy
+# has, and that result stands for every other database of the cell (recorded with ``ran_on``: the drill-down
+# says so). Default: everything.
+DEPENDS = ("python", "sqlalchemy", "pytest_asyncio", "pytest", "subject", "database")
+# For scenarios about pytest-asyncio's modes, loops and fixture scopes, anyio's marker or the plugin's own
+# report: what they check happens in pytest and the event loop, whatever database the inner test talks to.
+NOT_DATABASE = tuple(axis for axis in DEPENDS if axis != "database")
 
 
 def version_matches(actual: str, spec: str) -> bool:
-    """True when version ``actual`` satisfies every comma-separated clause of ``spec`` (e.g. '>=0.23,<1')."""
-    have = version_tuple(actual)
-    for clause in spec.split(","):
-        match = _SPEC.match(clause)
-        if match is None:
-            raise ValueError(f"bad version specifier {clause!r} in {spec!r}")
-        if not _compare(have, match.group(1), version_tuple(match.group(2))):
-            return False
-    return True
+    """True when version ``actual`` satisfies the PEP 440 specifier ``spec`` (e.g. '>=0.23,<1'), pre-releases
+    included (a canary cell's versions are compared like any other). ``packaging`` decides, so '==2.0' means
+    2.0.0 (not every 2.0.x: write '>=2.0,<2.1' for a series)."""
+    try:
+        specifiers = SpecifierSet(spec)
+    except InvalidSpecifier as exc:
+        raise ValueError(f"bad version specifier {spec!r}: {exc}") from None
+    try:
+        version = Version(actual)
+    except InvalidVersion:
+        return False
+    return specifiers.contains(version, prereleases=True)
 
 
 @dataclass(frozen=True)
@@ -192,6 +179,12 @@ class Scenario:
     # Relies on implicit IO being served (lazy loads, expired attributes, await_only in sync code): without a
     # greenlet portal (subject "none") it raises MissingGreenlet, and the suite's own tests check exactly that.
     implicit_io: bool = False
+    depends: tuple[str, ...] = DEPENDS
+
+    @property
+    def per_database(self) -> bool:
+        """Whether the scenario runs on every database of the cell (or once, standing for all of them)."""
+        return "database" in self.depends
 
     @property
     def category(self) -> str:
@@ -217,13 +210,24 @@ ATTRIBUTE = "__greenlight_scenario__"
 
 
 def scenario(
-    id: str, *, checks: str, expect: Expect = PASS, unless: Sequence[Rule] = (), implicit_io: bool = False
+    id: str,
+    *,
+    checks: str,
+    expect: Expect = PASS,
+    unless: Sequence[Rule] = (),
+    implicit_io: bool = False,
+    depends: Sequence[str] = DEPENDS,
 ) -> Callable[[F], F]:
     """Declare a pytest test as the scenario ``id`` ('category/name'); see the module docstring."""
     match = _ID.match(id)
     if match is None or match.group(1) not in CATEGORIES:
         raise ValueError(f"scenario id {id!r} must be '<category>/<name>' with a category from {CATEGORIES}")
-    declared = Scenario(id, " ".join(checks.split()), expect, tuple(unless), implicit_io)
+    unknown = set(depends) - set(DEPENDS)
+    if unknown:
+        raise ValueError(f"scenario {id!r}: unknown axes in depends: {sorted(unknown)} (use {DEPENDS})")
+    if "database" not in depends and any(k in ("driver", "database") for r in unless for k, _ in r.conditions):
+        raise ValueError(f"scenario {id!r} has rules on the database or driver, so it depends on the database")
+    declared = Scenario(id, " ".join(checks.split()), expect, tuple(unless), implicit_io, tuple(depends))
     known = REGISTRY.get(id)
     if known is not None and known != declared:
         raise ValueError(f"scenario id {id!r} is declared twice")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from matrix.scenarios.core import current_axes, version_matches
-from matrix.scenarios.support import Target, missing_dialect, targets
+from matrix.scenarios.support import Target, missing_dialect, representative, targets
 
 REPO = Path(__file__).resolve().parents[2]
 BASE_PLUGINS = ["-p", "pytest_asyncio.plugin", "-p", "anyio.pytest_plugin", "-p", "pytest_timeout"]
@@ -96,20 +96,30 @@ _LAST_MODULE = "def test_session_end():\n    pass\n"
 
 
 class NestedGroup:
-    """Nested scenarios sharing one configuration: one pytest process per database runs all their inner modules
+    """Nested scenarios sharing one configuration: one pytest process runs all their inner modules
     (``test_<name>.py``), and each scenario reads the results of its own module. Modules are added at import time,
-    so the first scenario to run starts the process with all of them."""
+    so the first scenario to run starts the process with all of them.
 
-    def __init__(self, key: str, *, conftest: str | None = None, args: Sequence[str] = ()) -> None:
+    A module added with ``every_database=False`` (its scenario does not depend on the database) runs on the
+    representative target only (:func:`~matrix.scenarios.support.representative`); the others on every target.
+    ``isolated`` groups (garbage-collection scenarios) run one process per database instead, so that one database's
+    leftovers cannot surface in another's test."""
+
+    def __init__(
+        self, key: str, *, conftest: str | None = None, args: Sequence[str] = (), isolated: bool = False
+    ) -> None:
         self.key = key
         self.conftest = conftest
         self.args = [*args, "--continue-on-collection-errors"]  # one broken module must not stop the others
+        self.isolated = isolated
         self.modules: dict[str, str] = {}
+        self.every_database: dict[str, bool] = {}
 
-    def add(self, name: str, text: str, *, applies: bool = True) -> str:
+    def add(self, name: str, text: str, *, applies: bool = True, every_database: bool = False) -> str:
         """Register inner module ``test_<name>.py``; ``applies=False`` (the scenario is n/a here) leaves it out."""
         if applies:
             self.modules[f"test_{name}.py"] = text
+            self.every_database[f"test_{name}.py"] = every_database
         return text
 
     def run(self, name: str, db: Target) -> NestedResult:
@@ -117,7 +127,8 @@ class NestedGroup:
         if filename not in self.modules:
             raise NestedFailure(f"{filename} is not part of the nested group {self.key!r} here")
         files = {"conftest.py": self.conftest or INNER_CONFTEST, **self.modules, _LAST: _LAST_MODULE}
-        return run_nested(self.key, db, files, args=self.args, isolated=True).for_module(filename)
+        only = {f: False for f, every in self.every_database.items() if not every}
+        return run_nested(self.key, db, files, args=self.args, isolated=self.isolated, only=only).for_module(filename)
 
 
 def plugin_args(environ: Mapping[str, str] = os.environ) -> list[str]:
@@ -140,6 +151,8 @@ def ini_text(mode: str = "strict", extra: str = "") -> str:
 # Shared by the inner modules: tables for the outer scenario's database, dropped when the inner module ends.
 INNER_CONFTEST = """
 import gc
+import json
+import os
 
 import pytest
 from matrix.scenarios.nested import inner_targets
@@ -151,6 +164,19 @@ TARGETS = inner_targets()
 @pytest.fixture(scope="session", params=[t for _, t in TARGETS], ids=[i for i, _ in TARGETS])
 def db(request):
     return request.param
+
+
+def pytest_collection_modifyitems(config, items):
+    first_only = set(json.loads(os.environ.get("GREENLIGHT_NESTED_FIRST_ONLY") or "[]"))
+    keep, drop = [], []
+    for item in items:
+        spec = getattr(item, "callspec", None)
+        ids = set(spec.id.split("-")) if spec is not None else set()
+        module = item.nodeid.split("::")[0]
+        (drop if module in first_only and ids and "DB0" not in ids else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
@@ -175,7 +201,7 @@ def models(db):
 
 _RESULTS: dict[str, NestedResult] = {}
 # Strict-mode layouts of several categories (fixture styles, fixture scopes) share one nested run per database.
-STRICT_LAYOUTS = NestedGroup("strict-layouts")
+STRICT_LAYOUTS = NestedGroup("strict-layouts")  # one process for every database
 
 
 def run_nested(
@@ -186,19 +212,27 @@ def run_nested(
     ini: str | None = None,
     args: Sequence[str] = (),
     isolated: bool = False,
+    every_database: bool = True,
+    only: Mapping[str, bool] | None = None,
 ) -> NestedResult:
     """The inner results for ``db`` of the nested run ``key``.
 
     One run covers every target: a fresh interpreter costs seconds, so the first target's scenario runs it and
-    the others read its results. ``isolated`` gives each target a process of its own instead, for scenarios
-    about garbage collection, where one database's leftovers would otherwise surface in another's test.
+    the others read its results. ``every_database=False`` (a scenario that does not depend on the database) runs
+    it on the representative target only; ``only`` does the same per inner module of a group. ``isolated``
+    gives each target a process of its own instead, for scenarios about garbage collection, where one database's
+    leftovers would otherwise surface in another's test.
     """
     if isolated:
         key = f"{key}@{db.id}"
     if key not in _RESULTS:
-        usable = [db] if isolated else [t for t in targets() if not missing_dialect(t)]
+        usable = [t for t in targets() if not missing_dialect(t)]
+        if isolated:
+            usable = [db]
+        elif not every_database:
+            usable = [representative(usable) or db]
         with tempfile.TemporaryDirectory(prefix="greenlight-nested-") as tmp:
-            _RESULTS[key] = _run(Path(tmp), usable, files, ini=ini, args=args)
+            _RESULTS[key] = _run(Path(tmp), usable, files, ini=ini, args=args, only=only or {})
     return _RESULTS[key].for_target(db)
 
 
@@ -209,6 +243,7 @@ def _run(
     *,
     ini: str | None,
     args: Sequence[str],
+    only: Mapping[str, bool],
 ) -> NestedResult:
     """Write ``files`` (dedented) into ``directory`` and run pytest there in a fresh interpreter."""
     (directory / "pytest.ini").write_text(ini if ini is not None else ini_text(), encoding="utf-8")
@@ -223,12 +258,11 @@ def _run(
         "GREENLIGHT_NESTED_DBS": json.dumps(
             [{"name": t.name, "kind": t.kind, "driver": t.driver, "url": t.url} for t in usable]
         ),
+        # Inner modules that run on the first target only (their scenario does not depend on the database).
+        "GREENLIGHT_NESTED_FIRST_ONLY": json.dumps(sorted(name for name, every in only.items() if not every)),
     }
     env.pop("GREENLIGHT_SCENARIO_OUT", None)  # the inner run must not write outer results
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
+    args = [
         str(directory),
         "-c",
         str(directory / "pytest.ini"),
@@ -244,18 +278,74 @@ def _run(
         "--tb=native",  # the probe reads names and messages; pytest's source-rendering tracebacks cost ~40% here
         *args,
     ]
-    try:
-        done = subprocess.run(
-            command, cwd=directory, env=env, capture_output=True, text=True, timeout=WALL_TIMEOUT, check=False
-        )
-        returncode, output = done.returncode, done.stdout + done.stderr
-    except subprocess.TimeoutExpired as expired:  # recorded for every target as a hang
-        returncode, output = -1, f"nested pytest still running after {WALL_TIMEOUT}s: {expired.output!r}"
+    returncode, output = _pytest(directory, args, env)
     entries = []
     if probe.exists():
         entries = [json.loads(line) for line in probe.read_text(encoding="utf-8").splitlines() if line]
     ids = {f"DB{index}": target.id for index, target in enumerate(usable)}
     return NestedResult(returncode, entries, output, ids)
+
+
+_SERVER: list[subprocess.Popen[str]] = []
+
+
+def start_server() -> None:
+    _server()
+
+
+def _server() -> subprocess.Popen[str] | None:
+    """This scenario run's fork server (:mod:`matrix.scenarios.forkserver`), started at the first nested run."""
+    if _SERVER and _SERVER[0].poll() is None:
+        return _SERVER[0]
+    if _SERVER:  # it died: nested runs go back to fresh interpreters
+        return None
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "matrix.scenarios.forkserver"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    _SERVER.append(server)
+    return server
+
+
+def _pytest(directory: Path, args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run ``pytest args`` in ``directory``: a child of the fork server (libraries already imported), or a fresh
+    interpreter when there is no server. Returns (exit status, output); -1 when it outlived WALL_TIMEOUT."""
+    output = directory / "nested-output.txt"
+    server = _server()
+    if server is not None and server.stdin is not None and server.stdout is not None:
+        request = {"cwd": str(directory), "args": args, "env": env, "output": str(output), "timeout": WALL_TIMEOUT}
+        try:
+            server.stdin.write(json.dumps(request) + "\n")
+            server.stdin.flush()
+            reply = server.stdout.readline()
+        except OSError:
+            reply = ""
+        except BaseException:  # a timeout or Ctrl-C mid-request: its reply would answer the next request
+            server.kill()
+            raise
+        if reply:
+            returncode = int(json.loads(reply)["returncode"])
+            text = output.read_text(encoding="utf-8", errors="replace") if output.exists() else ""
+            if returncode == -1:
+                text = f"nested pytest still running after {WALL_TIMEOUT}s: {text[-3000:]!r}"
+            return returncode, text
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", *args],
+            cwd=directory,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=WALL_TIMEOUT,
+            check=False,
+        )
+        return done.returncode, done.stdout + done.stderr
+    except subprocess.TimeoutExpired as expired:  # recorded for every target as a hang
+        return -1, f"nested pytest still running after {WALL_TIMEOUT}s: {expired.output!r}"
 
 
 def inner_targets() -> list[tuple[str, Target]]:

@@ -18,7 +18,7 @@ from typing import Any, Optional
 import pytest
 
 from matrix.scenarios.core import Expect, current_axes, scenario_of
-from matrix.scenarios.support import Target, redact
+from matrix.scenarios.support import Target, missing_dialect, redact, targets
 
 CAP = 4000
 TIMEOUT_PREFIX = "Timeout ("  # pytest-timeout fails a test with "Timeout (>60.0s) from pytest-timeout."
@@ -151,7 +151,12 @@ class Recorder:
         phases = self.phases.setdefault(item.nodeid, [])
         phases.append(_phase(report, call.excinfo))
         if report.when == "teardown":  # pytest always runs teardown, also after a failed or skipped setup
-            self.write(self.entry(declared, target, self.phases.pop(item.nodeid)))
+            entry = self.entry(declared, target, self.phases.pop(item.nodeid))
+            self.write(entry)
+            if not declared.per_database:
+                for other in targets():
+                    if other != target:
+                        self.write(self.stands_for(declared, entry, target, other))
 
     def entry(self, declared: Any, target: Target, phases: list[_Phase]) -> dict[str, Any]:
         expect = declared.resolve(self.axes.with_target(driver=target.driver, database=target.kind))
@@ -170,6 +175,33 @@ class Recorder:
             "duration": round(sum(p.duration for p in phases), 4),
             "message": cap(deciding.message) if deciding.message else None,
             "traceback": cap_tail(deciding.traceback) if deciding.traceback else None,
+        }
+
+    def stands_for(self, declared: Any, entry: dict[str, Any], ran: Target, other: Target) -> dict[str, Any]:
+        """The result of a scenario that does not depend on the database, for another database of the cell:
+        the same outcome, marked ``ran_on`` (a driver whose dialect this SQLAlchemy lacks is skipped, as it
+        would have been)."""
+        missing = missing_dialect(other)
+        if missing:
+            expect = declared.resolve(self.axes.with_target(driver=other.driver, database=other.kind))
+            return {
+                **entry,
+                "database": other.name,
+                "driver": other.driver,
+                "expected": "n/a" if expect.kind == "n/a" else str(expect),
+                "outcome": "skipped",
+                "exception": None,
+                "verdict": "skipped",
+                "duration": 0.0,
+                "message": missing,
+                "traceback": None,
+            }
+        return {
+            **entry,
+            "database": other.name,
+            "driver": other.driver,
+            "duration": 0.0,
+            "ran_on": f"{ran.name}/{ran.driver}",
         }
 
     def write(self, entry: dict[str, Any]) -> None:

@@ -54,6 +54,12 @@ def targets(environ: Mapping[str, str] = os.environ) -> list[Target]:
     return [Target(d["name"], d["kind"], d["driver"], d["url"]) for d in json.loads(raw)]
 
 
+def representative(found: list[Target]) -> Target | None:
+    """The target a scenario that does not depend on the database runs on: the first of the cell's (axes.toml
+    order: SQLite first) whose dialect this SQLAlchemy has."""
+    return next((t for t in found if not missing_dialect(t)), None)
+
+
 def redact(text: str, environ: Mapping[str, str] = os.environ) -> str:
     """Replace every database password (from the configured URLs, and any URL in ``text``) with ***."""
     secrets: set[str] = set()

@@ -9,7 +9,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
-from matrix.scenarios.core import PASS, not_applicable, raises, scenario, when
+from matrix.scenarios.core import NOT_DATABASE, PASS, not_applicable, raises, scenario, when
 from matrix.scenarios.nested import NESTED_TIMEOUT, STRICT_LAYOUTS
 from matrix.scenarios.support import make_engine
 
@@ -84,6 +84,7 @@ async def request_id():
         when(pytest_asyncio="<0.25", expect=raises("LookupError")),
         when(python="<3.11", pytest_asyncio="<1.0", expect=raises("LookupError")),
     ],
+    depends=NOT_DATABASE,
 )
 @pytest.mark.asyncio
 async def test_contextvar_fixture_to_test(db, request_id):
@@ -256,6 +257,7 @@ STRICT_LAYOUTS.add(
     # class-scoped fixture defined in a module finds no class loop.
     unless=[when(pytest_asyncio=">=0.23,<0.24", expect=raises("_pytest.fixtures.FixtureLookupError"))],
     implicit_io=True,
+    depends=NOT_DATABASE,
 )
 @pytest.mark.timeout(NESTED_TIMEOUT)
 def test_engine_session_scopes(db):

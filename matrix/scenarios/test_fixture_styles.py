@@ -10,7 +10,16 @@ import textwrap
 
 import pytest
 
-from matrix.scenarios.core import PASS, current_axes, not_applicable, raises, scenario, version_matches, when
+from matrix.scenarios.core import (
+    NOT_DATABASE,
+    PASS,
+    current_axes,
+    not_applicable,
+    raises,
+    scenario,
+    version_matches,
+    when,
+)
 from matrix.scenarios.nested import INNER_CONFTEST, NESTED_TIMEOUT, STRICT_LAYOUTS, has_loop_scope, ini_text, run_nested
 
 
@@ -73,6 +82,7 @@ _STRICT_MODE = LAYOUTS.add(
     "fixture-styles/strict-mode",
     checks="asyncio_mode=strict: @pytest_asyncio.fixture (yield, async teardown) and @pytest.mark.asyncio tests",
     implicit_io=True,
+    depends=NOT_DATABASE,
 )
 @pytest.mark.timeout(NESTED_TIMEOUT)
 def test_strict_mode(db):
@@ -83,6 +93,7 @@ def test_strict_mode(db):
     "fixture-styles/auto-mode",
     checks="asyncio_mode=auto: plain @pytest.fixture async fixtures and unmarked async tests",
     implicit_io=True,
+    depends=NOT_DATABASE,
 )
 @pytest.mark.timeout(NESTED_TIMEOUT)
 def test_auto_mode(db):
@@ -108,7 +119,7 @@ def test_auto_mode(db):
             assert [c.name for c in parent.children] == ["c1", "c2"]
     """
     files = {"conftest.py": INNER_CONFTEST, "test_inner.py": test_module}
-    run_nested("fixture-styles/auto-mode", db, files, ini=ini_text(mode="auto")).require(passed=1)
+    run_nested("fixture-styles/auto-mode", db, files, ini=ini_text(mode="auto"), every_database=False).require(passed=1)
 
 
 _YIELD_ASYNC_TEARDOWN = LAYOUTS.add(
@@ -150,6 +161,7 @@ _YIELD_ASYNC_TEARDOWN = LAYOUTS.add(
     "fixture-styles/yield-async-teardown",
     checks="a yield fixture whose async teardown does IO (lazy load, delete, commit); the next test sees it ran",
     implicit_io=True,
+    depends=NOT_DATABASE,
 )
 @pytest.mark.timeout(NESTED_TIMEOUT)
 def test_yield_async_teardown(db):
@@ -184,6 +196,7 @@ _CLASS_BASED = LAYOUTS.add(
     "fixture-styles/class-based",
     checks="async test methods in a class, with an async fixture defined on the class",
     implicit_io=True,
+    depends=NOT_DATABASE,
 )
 @pytest.mark.timeout(NESTED_TIMEOUT)
 def test_class_based(db):
@@ -230,6 +243,7 @@ _PARAMETRIZED_AUTOUSE = LAYOUTS.add(
     "fixture-styles/parametrized-autouse",
     checks="a parametrized async fixture and an autouse async fixture, both doing IO, around one async test",
     implicit_io=True,
+    depends=NOT_DATABASE,
 )
 @pytest.mark.timeout(NESTED_TIMEOUT)
 def test_parametrized_autouse(db):
@@ -258,6 +272,7 @@ _SYNC_TEST_ASYNC_FIXTURE = LAYOUTS.add(
 @scenario(
     "fixture-styles/sync-test-async-fixture",
     checks="a plain (sync) test requests an @pytest_asyncio.fixture that does IO",
+    depends=NOT_DATABASE,
 )
 @pytest.mark.timeout(NESTED_TIMEOUT)
 def test_sync_test_async_fixture(db):
@@ -298,6 +313,7 @@ _LOOP_SCOPE_MODULE = LAYOUTS.add(
     expect=PASS,
     unless=[when(pytest_asyncio="<0.24", expect=not_applicable("loop_scope is new in pytest-asyncio 0.24"))],
     implicit_io=True,
+    depends=NOT_DATABASE,
 )
 @pytest.mark.timeout(NESTED_TIMEOUT)
 def test_loop_scope_module(db):
@@ -328,6 +344,7 @@ _SESSION_ENGINE_FUNCTION_LOOP = LAYOUTS.add(
                 assert (await conn.execute(select(models.Child.id))).scalars().all() == [1, 2]
     """),
     applies=has_loop_scope(),
+    every_database=True,  # its expectation depends on the driver
 )
 
 
@@ -386,6 +403,7 @@ _EVENT_LOOP_OVERRIDE = LAYOUTS.add(
     expect=PASS,
     unless=[when(pytest_asyncio=">=1.0", expect=not_applicable("pytest-asyncio 1.0 removed the event_loop fixture"))],
     implicit_io=True,
+    depends=NOT_DATABASE,
 )
 @pytest.mark.timeout(NESTED_TIMEOUT)
 def test_event_loop_override(db):
@@ -397,6 +415,7 @@ def test_event_loop_override(db):
     checks="@pytest.mark.anyio test (asyncio backend) with implicit IO, next to pytest-asyncio (run in a process of "
     "its own: a runner left in a bad state would break every later scenario)",
     implicit_io=True,
+    depends=NOT_DATABASE,
 )
 @pytest.mark.timeout(NESTED_TIMEOUT)
 def test_anyio_marker(db):
@@ -417,4 +436,4 @@ def test_anyio_marker(db):
                 await engine.dispose()
     """)
     files = {"conftest.py": INNER_CONFTEST, "test_inner.py": test_module}
-    run_nested("fixture-styles/anyio-marker", db, files).require(passed=1)
+    run_nested("fixture-styles/anyio-marker", db, files, every_database=False).require(passed=1)

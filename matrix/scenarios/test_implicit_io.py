@@ -8,7 +8,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import select
 
-from matrix.scenarios.core import PASS, not_applicable, raises, scenario, when
+from matrix.scenarios.core import NOT_DATABASE, PASS, not_applicable, raises, scenario, when
 from matrix.scenarios.nested import INNER_CONFTEST, NESTED_TIMEOUT, run_nested
 from matrix.scenarios.support import greenlight_marker, make_engine
 
@@ -103,6 +103,7 @@ async def test_strict_refuses(engine, models):
     checks="without strict mode, the end-of-run report names each implicit-IO site (file:line) once",
     expect=not_applicable("the implicit-IO report is pytest-greenlight's own feature"),
     unless=[when(subject="greenlight", expect=PASS)],
+    depends=NOT_DATABASE,
 )
 @pytest.mark.timeout(NESTED_TIMEOUT)
 def test_report_lists_sites(db):
@@ -127,7 +128,10 @@ def test_report_lists_sites(db):
                 await engine.dispose()
     """
     result = run_nested(
-        "implicit-io/report-lists-sites", db, {"conftest.py": INNER_CONFTEST, "test_inner.py": test_module}
+        "implicit-io/report-lists-sites",
+        db,
+        {"conftest.py": INNER_CONFTEST, "test_inner.py": test_module},
+        every_database=False,
     )
     result.require(passed=1)
     lines = test_module.splitlines()

@@ -38,7 +38,7 @@ def _module(body: str) -> str:
     return textwrap.dedent(_HEADER) + textwrap.dedent(body)
 
 
-HYGIENE = NestedGroup("teardown-hygiene", args=STRICT_WARNINGS)
+HYGIENE = NestedGroup("teardown-hygiene", args=STRICT_WARNINGS, isolated=True)
 HYGIENE.add(
     "undisposed_engine",
     _module("""

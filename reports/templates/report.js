@@ -183,8 +183,11 @@
         const duration = typeof s.duration === "number" ? s.duration.toFixed(3) + " s" : null;
         const name = el("span", s.id);
         name.append(el("small", checksOf(s), { class: "reason" }));
-        return [name, s.category, `${s.database} / ${s.driver}`, s.expected, s.outcome, s.exception, verdict,
-          duration, message, trace];
+        // A scenario that does not depend on the database ran once per cell; its result stands for every database.
+        const where = s.ran_on ? `${s.database} / ${s.driver} (result of the run on ${s.ran_on}: ` +
+          "this scenario does not depend on the database)" : `${s.database} / ${s.driver}`;
+        return [name, s.category, where, s.expected, s.outcome, s.exception, verdict,
+          s.ran_on ? null : duration, message, trace];
       });
       const t = table(["scenario", "category", "database / driver", "expected", "outcome", "exception", "verdict",
         "duration", "message", "traceback"], rows);

@@ -167,3 +167,36 @@ def test_grid_numbers_agree_with_the_results_files(tmp_path: Path, source: str, 
     assert set(parser.kinds) == subjects
     for subject in subjects:
         assert parser.kinds[subject] == expected_kinds(results, subject), subject
+
+
+def test_the_tracked_docs_table_is_rewritten_only_from_a_complete_default_run(tmp_path: Path, monkeypatch) -> None:
+    """`nox -s report` after an interrupted or partial run leaves docs/compatibility.md alone and says why."""
+    from reports import build as building
+
+    tracked = tmp_path / "docs" / "compatibility.md"
+    monkeypatch.setattr(building, "TRACKED_DOCS", tracked)
+    results = tmp_path / "build" / "results"
+    fabricate_run(results, Spec(run_id="r1"))
+    assert "no run manifest" in str(building.docs_refusal(results, tracked))
+    manifest = {"run_id": "r1", "default_matrix": True, "cells_listed": 161, "cells_written": ["a"] * 6,
+                "cells_missing": ["b"] * 155, "cells_interrupted": [], "complete": False}  # fmt: skip
+    (tmp_path / "build" / "run.json").write_text(json.dumps(manifest))
+    assert "is not complete: the default matrix, 6 of 161 cells written, 155 missing" in str(
+        building.docs_refusal(results, tracked)
+    )
+    (tmp_path / "build" / "run.json").write_text(json.dumps({**manifest, "complete": True}))
+    assert building.docs_refusal(results, tracked) is None
+    (tmp_path / "build" / "run.json").write_text(json.dumps({**manifest, "complete": True, "run_id": "r0"}))
+    assert "not from the complete run r0" in str(building.docs_refusal(results, tracked))
+    # any other --docs path is written as asked
+    assert building.docs_refusal(results, tmp_path / "preview.md") is None
+
+
+def test_the_cli_says_why_it_left_the_tracked_docs_alone(tmp_path: Path) -> None:
+    fabricate_run(tmp_path / "results")
+    docs = ROOT / "docs" / "compatibility.md"
+    before = docs.read_bytes() if docs.exists() else None
+    done = run_cli("--results", str(tmp_path / "results"), "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    assert f"docs: {docs} left alone: no run manifest" in done.stdout
+    assert (docs.read_bytes() if docs.exists() else None) == before

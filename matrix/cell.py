@@ -1,0 +1,453 @@
+"""One cell of the matrix: install, databases, every subject's scenario run (concurrently), results.
+
+:meth:`CellRunner.execute` returns a typed :class:`CellOutcome` (the results files written and each subject's
+verdicts); nothing here raises for a broken scenario or an unavailable database: those are results. Ctrl-C or
+SIGTERM still leaves a results file for every subject. The stages are modules of their own: :mod:`matrix.install`,
+:mod:`matrix.databases`, :mod:`matrix.watchdog`; the environment of a scenario run is :mod:`matrix.contract`'s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as StillRunning
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from matrix import axes, collect, contract, lock
+from matrix.axes import Cell, Matrix, Subject
+from matrix.databases import Databases
+from matrix.install import inspect_env, install_cell, plugin_args, subject_plugins, uv_install
+from matrix.paths import CELLS, PROVISION, RESULTS, ROOT
+from matrix.watchdog import (
+    MAX_RESUMES,
+    Interrupted,
+    PytestRun,
+    StopSignal,
+    Terminated,
+    run_pytest,
+    stall_detector,
+    watch_events,
+)
+
+
+def run_id() -> str:
+    """One id per nox invocation: set once by noxfile.py in the top-level process, inherited by ``-j`` workers."""
+    return contract.text(contract.RUN_ID) or f"{collect.now()}-{os.getpid():x}"
+
+
+@dataclass(frozen=True)
+class SubjectOutcome:
+    """What one subject's results file says, for the progress line and the caller."""
+
+    subject: str
+    status: str
+    path: Path
+    verdicts: Mapping[str, int]
+
+
+@dataclass(frozen=True)
+class CellOutcome:
+    cell: str
+    subjects: tuple[SubjectOutcome, ...]
+    failures: tuple[str, ...] = ()
+
+    @property
+    def written(self) -> list[Path]:
+        return [s.path for s in self.subjects]
+
+
+@dataclass
+class CellRunner:
+    matrix: Matrix
+    cell: Cell
+    python: Path  # the cell environment's interpreter
+    say: Callable[[str], None] = print
+    results: Path = RESULTS
+    work_root: Path = CELLS
+    state_dir: Path = PROVISION
+    pytest_args: Sequence[str] = ()  # extra arguments for the scenario run (nox posargs), e.g. -k lazy
+    run: str = field(default_factory=run_id)
+    env_seconds: Optional[float] = None  # the environment's creation, measured by the caller
+    interpreter: Optional[Path] = None  # the cell's base interpreter (the cache check needs no environment)
+    make_environment: Optional[Callable[[], float]] = None  # creates the environment when the cell must run
+
+    def __post_init__(self) -> None:
+        self.done: set[str] = set()  # subjects with a results file
+        self.failures: list[str] = []  # runner errors, which fail the nox session after the cell is recorded
+        self.work = self.work_root / self.cell.id
+        self.plan = next(p for p in axes.expand(self.matrix) if p.cell == self.cell)
+        cells = self.matrix.cells()
+        self.position = f"cell {cells.index(self.cell) + 1} of {len(cells)} ({self.cell.id})"
+        self.stop = StopSignal()  # set on Ctrl-C/SIGTERM: every running subject kills its pytest
+        self._lock = threading.Lock()
+
+    def execute(self) -> CellOutcome:
+        """Run every subject of the cell; returns what each subject's results file says.
+
+        Ctrl-C or SIGTERM still leaves a file for every subject (``crashed``, with how it was interrupted) and
+        then propagates as KeyboardInterrupt; a runner error in one subject is recorded and the others go on.
+        """
+        try:
+            written = self._execute()
+        except (KeyboardInterrupt, Terminated) as exc:
+            how = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
+            self.stop.stop(f"interrupted by {how}")
+            for subject in self.matrix.subjects:
+                if subject.name not in self.done:
+                    self.write(subject, "crashed", f"interrupted by {how} before this subject ran")
+            raise KeyboardInterrupt from None
+        return CellOutcome(self.cell.id, tuple(outcome_of(path) for path in written), tuple(self.failures))
+
+    def _execute(self) -> list[Path]:
+        if self.plan.excluded_reason is not None:
+            self.say(f"{self.position}: excluded: {self.plan.excluded_reason}")
+            return [self.write(s, "excluded", self.plan.excluded_reason) for s in self.matrix.subjects]
+        reused = self.reuse_previous()
+        if reused is not None:
+            return reused
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.work.mkdir(parents=True)
+        if self.make_environment is not None:
+            try:
+                self.env_seconds = self.make_environment()
+            except Exception as exc:  # uv could not make the environment: a result, like a failed install
+                why = f"creating the environment failed: {getattr(exc, 'stderr', None) or exc}"
+                self.say(f"{self.position}: {why}")
+                return [self.write(s, "install-failed", why) for s in self.matrix.subjects]
+        self.say(f"{self.position}: installing into {self.python.parent.parent.name}")
+        installed = install_cell(self.python, self.matrix, self.cell)
+        self.timings: dict[str, float] = {"install": installed.seconds}
+        if self.env_seconds is not None:
+            self.timings["environment"] = self.env_seconds
+        if not installed.ok:
+            last = (installed.message.strip().splitlines() or ["(no message)"])[-1]
+            self.say(f"{self.position}: install failed: {last}")
+            return [self.write(s, "install-failed", installed.message) for s in self.matrix.subjects]
+        self.versions, sqlite_version = inspect_env(self.python)
+        wrong = self.check_labels(self.versions)
+        if wrong:
+            return [self.write(s, "install-failed", wrong, self.versions) for s in self.matrix.subjects]
+        databases = Databases(self.matrix, self.state_dir, self.work, installed.failed_drivers)
+        databases.set_sqlite_version(sqlite_version)
+        self.timings["provision"] = databases.seconds
+        self.report_databases(databases)
+        written: list[Path] = []
+        # Every subject shares the cell's environment (its plugin is chosen with -p): comparison plugins are
+        # installed first, then the subjects' scenario runs go concurrently (they wait on timers, servers and
+        # nested processes much of the time; each has databases of its own).
+        ready: list[tuple[Subject, Mapping[str, str]]] = []
+        for subject in self.matrix.subjects:
+            reason = self.plan.subject_reason(subject.name)
+            if reason is not None:
+                self.say(f"{self.position} ({subject.name}): excluded: {reason}")
+                written.append(self.write(subject, "excluded", reason))
+                continue
+            versions: Mapping[str, str] = self.versions
+            if subject.requirement is not None and not subject.is_local:
+                ok, message = self.install_subject(subject)
+                if not ok:
+                    self.say(f"{self.position} ({subject.name}): install failed")
+                    written.append(self.write(subject, "install-failed", message, versions=versions))
+                    continue
+                versions, _ = inspect_env(self.python)
+            ready.append((subject, versions))
+        with ThreadPoolExecutor(max_workers=max(1, len(ready)), thread_name_prefix="subject") as pool:
+            futures = [pool.submit(self.guarded_subject, s, v, databases) for s, v in ready]
+            try:
+                for future in futures:
+                    while True:
+                        try:
+                            written.append(future.result(timeout=0.5))
+                            break
+                        except StillRunning:
+                            continue
+            except BaseException as exc:
+                how = "Ctrl-C" if isinstance(exc, KeyboardInterrupt) else "SIGTERM"
+                # each running subject kills its pytest and writes a crashed result holding what finished
+                self.stop.stop(f"interrupted by {how}")
+                for future in futures:
+                    future.exception()
+                raise
+        for name in databases.check_servers():
+            self.say(f"{self.position}: {name} stopped answering during the run: its results are infra-error")
+        self.report_databases(databases, again=True)
+        order = {s.name: i for i, s in enumerate(self.matrix.subjects)}
+        return sorted(written, key=lambda p: order.get(p.stem.rpartition("__")[2], 0))
+
+    def guarded_subject(self, subject: Subject, versions: Mapping[str, str], databases: Databases) -> Path:
+        try:
+            return self.run_subject(subject, versions, databases)
+        except Interrupted:
+            raise
+        except Exception as exc:  # a bug or fault in the runner itself: record it, fail the session later
+            reason = f"the matrix runner failed: {type(exc).__name__}: {exc}"
+            self.failures.append(f"{subject.name}: {reason}")
+            return self.write(subject, "crashed", reason, versions, databases)
+
+    def record_missing(self, reason: str) -> CellOutcome:
+        """The cell's Python is not on this machine: every subject ``interpreter-missing`` (or excluded)."""
+        written = []
+        for subject in self.matrix.subjects:
+            why = self.plan.subject_reason(subject.name)
+            written.append(
+                self.write(subject, "excluded", why) if why else self.write(subject, "interpreter-missing", reason)
+            )
+        return CellOutcome(self.cell.id, tuple(outcome_of(p) for p in written))
+
+    def record_status(self, status: str, reason: str) -> CellOutcome:
+        written = [self.write(s, status, reason) for s in self.matrix.subjects]
+        return CellOutcome(self.cell.id, tuple(outcome_of(p) for p in written))
+
+    def check_labels(self, versions: Mapping[str, str]) -> Optional[str]:
+        """The reason to reject what got installed (it is not what the cell's labels say), or None."""
+        labels = self.cell.labels()
+        exact = self.matrix.exact(self.cell)
+        problems = lock.check_resolved(self.cell.tier, labels, {n: exact.get(n) for n in labels}, versions)
+        if not problems:
+            return None
+        resolved = ", ".join(f"{n} {versions.get(n, '(none)')}" for n in lock.CHECKED if n in versions)
+        message = f"resolved {resolved}; rejected: " + "; ".join(problems)
+        self.say(f"{self.position}: install failed: {message}")
+        return message
+
+    def run_subject(self, subject: Subject, versions: Mapping[str, str], databases: Databases) -> Path:
+        label = f"{self.position} ({subject.name})"
+        modules = subject_plugins(self.python, subject)
+        key = f"{self.cell.id}__{subject.name}"
+        out = self.work / f"{subject.name}.jsonl"
+        out.unlink(missing_ok=True)
+        xml = collect.result_path(self.results, self.cell.id, subject.name, ".xml")
+        xml.parent.mkdir(parents=True, exist_ok=True)
+        redact = collect.make_redactor(databases.secrets)
+        timings = dict(self.timings)
+        with databases.for_run(key) as listed:
+            env = self.pytest_env(subject, listed, modules, out)
+            command = [
+                str(self.python),
+                "-m",
+                "pytest",
+                str(ROOT / "matrix" / "scenarios"),
+                "-p",
+                "matrix.scenarios.recorder",
+                "-p",
+                "matrix.watch",
+                *plugin_args(modules),
+                f"--junitxml={xml}",
+                f"--timeout={self.matrix.run.scenario_timeout}",
+                "-q",
+                # Python's own traceback format: pytest's renders source per frame and took about half of a
+                # failing scenario's time (none subject: 12.0 s -> 6.4 s on the same scenarios).
+                "--tb=native",
+                *self.pytest_args,
+            ]
+            try:
+                ran, seconds, resumed = self.run_resuming(subject, command, env, redact)
+            except Interrupted as stop:
+                timings["pytest"] = stop.seconds
+                self.write(subject, "crashed", stop.reason, versions, databases, out, timings)
+                raise
+        timings["pytest"] = seconds
+        status = "completed" if ran.status == "completed" else "crashed"
+        path = self.write(subject, status, ran.reason, versions, databases, out, timings)
+        after = f" (resumed past {resumed} hung scenario(s))" if resumed else ""
+        self.say(f"{label}: {describe(outcome_of(path))} in {seconds:.1f} s{after}")
+        return path
+
+    def run_resuming(
+        self, subject: Subject, command: Sequence[str], env: dict[str, str], redact: Callable[[str], str]
+    ) -> tuple[PytestRun, float, int]:
+        """Run the suite; when a scenario hangs, kill the run and resume it without what already finished, the
+        hung scenario failing at once as a timeout (see :mod:`matrix.watch`). Returns the last run, the total
+        time and how many hung scenarios were stepped over."""
+        log = self.work / f"{subject.name}.log"
+        events = self.work / f"{subject.name}.watch"
+        limit = 2.0 * self.matrix.run.scenario_timeout
+        plan: dict[str, Any] = {"skip": [], "hung": {}}
+        total = 0.0
+        for attempt in range(1 + MAX_RESUMES):
+            events.unlink(missing_ok=True)
+            env[contract.WATCH_OUT] = str(events)
+            env[contract.WATCH_PLAN] = json.dumps(plan)
+            remaining = self.matrix.run.subject_timeout - total
+            stalled = stall_detector(events, limit)
+            ran = run_pytest(command, env, log, remaining, redact, stalled, append=attempt > 0, stop=self.stop)
+            total += ran.seconds
+            if ran.status != "hung" or total >= self.matrix.run.subject_timeout:
+                break
+            started, ended = watch_events(events)
+            culprit = next((nodeid for nodeid in reversed(started) if nodeid not in ended), None)
+            if culprit is None:
+                break
+            self.say(f"{self.cell.id} {subject.name}: {ran.reason}; resuming without it")
+            plan["skip"] = sorted({*plan["skip"], *ended})
+            plan["hung"][culprit] = (
+                f"Timeout (>{self.matrix.run.scenario_timeout}s) from pytest-timeout did not stop this scenario: "
+                f"it hung until the matrix runner killed its pytest run ({ran.reason}); "
+                "the rest of the suite was resumed without it"
+            )
+            with log.open("a", encoding="utf-8") as out:
+                out.write(f"\n--- matrix runner: {ran.reason}; resuming without it ---\n")
+        return ran, total, len(plan["hung"])
+
+    def install_subject(self, subject: Subject) -> tuple[bool, str]:
+        """A comparison plugin goes into the cell's environment without moving any version already chosen."""
+        pinned = self.work / "constraints.txt"
+        local = {"python", *(s.distribution for s in self.matrix.subjects if s.is_local)}
+        pinned.write_text("".join(f"{n}=={v}\n" for n, v in self.versions.items() if n not in local))
+        assert subject.requirement is not None
+        return uv_install(self.python, [subject.requirement], constraints=pinned)
+
+    def pytest_env(
+        self, subject: Subject, listed: list[dict[str, str]], modules: Sequence[str], out: Path
+    ) -> dict[str, str]:
+        env = contract.scenario_env(
+            os.environ,
+            cell={**self.cell.as_dict(), "subject": subject.name},
+            databases=listed,
+            plugin_args=plugin_args(modules),
+            scenario_out=str(out),
+        )
+        env.update(
+            PATH=os.pathsep.join([str(self.python.parent), env.get("PATH", "")]),
+            VIRTUAL_ENV=str(self.python.parent.parent),
+            PYTHONPATH=str(ROOT),
+            PYTEST_DISABLE_PLUGIN_AUTOLOAD="1",
+        )
+        return env
+
+    def write(
+        self,
+        subject: Subject,
+        status: str,
+        reason: Optional[str],
+        versions: Optional[Mapping[str, str]] = None,
+        databases: Optional[Databases] = None,
+        lines: Optional[Path] = None,
+        timings: Optional[Mapping[str, float]] = None,
+    ) -> Path:
+        if databases is not None:
+            entries = [t.entry() for t in databases.targets]
+            secrets = databases.secrets
+        else:
+            # Nothing ran: every (database, driver) is not-run, for the cell's reason.
+            why = f"the cell did not run: {status}"
+            entries = [
+                {"name": db.name, "driver": d, "status": "not-run", "reason": why, "server_version": None}
+                for db in self.matrix.databases
+                for d in db.drivers
+            ]
+            secrets = set()
+        with self._lock:
+            self.done.add(subject.name)
+        if lines is not None:  # a subject run: pytest's own JUnit XML is not redacted by anything else
+            collect.redact_file(collect.result_path(self.results, self.cell.id, subject.name, ".xml"), secrets)
+        read = collect.read_lines(lines)
+        if databases is not None:
+            # Lines recorded against a server that failed mid-run are the fault's, not the subject's: dropped,
+            # they become not-run entries carrying the database's infra-error reason.
+            lost = databases.lost_pairs()
+            read.entries = [e for e in read.entries if (e.get("database"), e.get("driver")) not in lost]
+        result = collect.build_result(
+            run_id=self.run,
+            cell=self.cell.as_dict(),
+            subject={"name": subject.name, "requirement": subject.requirement},
+            status=status,
+            reason=reason,
+            versions=versions or {},
+            databases=entries,
+            lines=read,
+            secrets=secrets,
+            cache_key=self.cache_key(versions, subject) if versions else None,
+            timings=timings,
+            log=lambda message: self.say(f"{self.cell.id} {subject.name}: {message}"),
+        )
+        return collect.write_result(result, self.results)
+
+    def cache_key(self, versions: Mapping[str, str], subject: Subject) -> str:
+        """The key :mod:`matrix.cache` checks before installing; when what got installed differs from what it
+        resolved (a driver dropped, a release in between), the older content-only key, which never matches it."""
+        cell_cache = getattr(self, "cell_cache", None)
+        resolved = cell_cache.resolution.versions if cell_cache is not None else None
+        key = cell_cache.key(subject) if cell_cache is not None else None
+        if key is not None and resolved is not None and all(versions.get(n) == v for n, v in resolved.items()):
+            return key
+        images = [f"{db.name}={db.image}|{db.offline_image}" for db in self.matrix.databases]
+        sources = [ROOT / "matrix" / "scenarios", ROOT / "plugin" / "pytest_greenlight"]
+        return collect.cache_key(versions, [s for s in sources if s.exists()], images)
+
+    def reuse_previous(self) -> Optional[list[Path]]:
+        """Re-use every subject's previous result when its cache key is unchanged (see :mod:`matrix.cache`)."""
+        from matrix import cache
+
+        if cache.fresh_requested():
+            self.say(f"{self.position}: --fresh: not looking at previous results")
+        try:
+            memo = None if cache.fresh_requested() else self.results.parent / "cache" / "resolutions"
+            self.cell_cache = cache.CellCache(
+                self.matrix, self.cell, self.interpreter or self.python, self.pytest_args, memo_dir=memo
+            )
+        except Exception as exc:  # the cache only saves time: when it cannot decide, the cell runs
+            self.say(f"{self.position}: cache check failed ({type(exc).__name__}: {exc}); running the cell")
+            return None
+        if cache.fresh_requested():
+            return None
+        if self.cell_cache.resolution.versions is None:
+            self.say(f"{self.position}: versions not resolvable without installing; running the cell")
+            return None
+        runnable = [s for s in self.matrix.subjects if self.plan.subject_reason(s.name) is None]
+        stored = self.cell_cache.reusable(self.results, self.cell.id, runnable)
+        if stored is None:
+            return None
+        seconds = self.cell_cache.seconds
+        written = [cache.reuse(stored[s.name], self.results, self.run, seconds) for s in runnable]
+        for subject in self.matrix.subjects:
+            reason = self.plan.subject_reason(subject.name)
+            if reason is not None:
+                written.append(self.write(subject, "excluded", reason))
+        self.say(f"{self.position}: unchanged (cache check {seconds:.1f} s): re-used {len(runnable)} result(s)")
+        return written
+
+    def report_databases(self, databases: Databases, again: bool = False) -> None:
+        """Which (database, driver) pairs will not run and why, said before the subjects start (and again at the
+        end for what failed during the run)."""
+        said: set[str] = getattr(self, "_said", set())
+        by_reason: dict[tuple[str, Optional[str]], list[str]] = {}
+        for target in databases.targets:
+            where = f"{target.database.name}/{target.driver}"
+            if target.status != "ok" and where not in said:
+                by_reason.setdefault((target.status, target.reason), []).append(where)
+                said.add(where)
+        self._said = said
+        for (status, reason), pairs in by_reason.items():
+            self.say(f"{self.position}: {status}: {', '.join(pairs)}: {reason}")
+        if not again:
+            ran = sorted({t.database.name for t in databases.targets if t.status == "ok"})
+            where = ", ".join(ran) or "no database"
+            self.say(f"{self.position}: running {len(self.matrix.subjects)} subject(s) on {where}")
+
+
+def outcome_of(path: Path) -> SubjectOutcome:
+    """The subject's status and verdict counts, read back from the results file just written."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return SubjectOutcome(path.stem.rpartition("__")[2], "unreadable", path, {})
+    return SubjectOutcome(
+        str(document.get("subject", {}).get("name", "")),
+        str(document.get("status")),
+        path,
+        dict(document.get("summary") or {}),
+    )
+
+
+def describe(outcome: SubjectOutcome) -> str:
+    """'completed: works 480, broken 0, not-run 0 (skipped 40)': verdicts against the declared expectations."""
+    v = outcome.verdicts
+    text = f"{outcome.status}: works {v.get('works', 0)}, broken {v.get('broken', 0)}, not-run {v.get('not-run', 0)}"
+    return text + (f" (n/a here: {v['skipped']})" if v.get("skipped") else "")

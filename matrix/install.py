@@ -1,0 +1,119 @@
+"""Install a cell: its requirements, every driver and this checkout's plugin into the cell's environment.
+
+Returns typed outcomes (:class:`Installed`); a resolver failure is a result (``install-failed``), and drivers that
+alone break the resolution are dropped one by one (their databases become not-run with uv's message).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from matrix import axes
+from matrix.axes import Cell, Matrix, Subject
+from matrix.paths import ROOT
+
+BASE_PLUGINS = ("pytest_asyncio.plugin", "anyio.pytest_plugin", "pytest_timeout")
+
+_VERSIONS_SCRIPT = r"""
+import importlib.metadata as m, json, platform, re
+found = {"python": platform.python_version()}
+for dist in m.distributions():
+    name = dist.metadata["Name"]
+    if name:
+        found[re.sub(r"[-_.]+", "-", name).lower()] = dist.version
+try:
+    import sqlite3
+    sqlite = sqlite3.sqlite_version
+except ImportError:
+    sqlite = None
+print(json.dumps({"versions": found, "sqlite": sqlite}))
+"""
+
+_ENTRY_POINTS_SCRIPT = r"""
+import importlib.metadata as m, json, sys
+dist = m.distribution(sys.argv[1])
+print(json.dumps(sorted({ep.value.split(":")[0] for ep in dist.entry_points if ep.group == "pytest11"})))
+"""
+
+
+@dataclass
+class Installed:
+    ok: bool
+    message: str = ""
+    failed_drivers: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def _uv() -> list[str]:
+    found = shutil.which("uv")
+    return [found] if found else [sys.executable, "-m", "uv"]
+
+
+def uv_install(python: Path, requirements: Sequence[str], *, constraints: Optional[Path] = None) -> tuple[bool, str]:
+    """``uv pip install`` into the cell's environment; returns (ok, the resolver's/installer's message)."""
+    command = [*_uv(), "pip", "install", "--python", str(python), *requirements]
+    if constraints is not None:
+        command += ["--constraint", str(constraints)]
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    env["UV_PYTHON_DOWNLOADS"] = "never"
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    return done.returncode == 0, (done.stderr or done.stdout).strip()
+
+
+def install_cell(python: Path, matrix: Matrix, cell: Cell, root: Path = ROOT) -> Installed:
+    """Install the cell; when the drivers break the resolution, keep the cell and drop only those drivers."""
+    start = time.perf_counter()
+    base = [*matrix.requirements(cell), "-e", str(root)]
+    drivers = {driver: axes.DRIVERS[driver][1] for db in matrix.databases for driver in db.drivers}
+    ok, _ = uv_install(python, [*base, *sorted(set(drivers.values()))])
+    if ok:
+        return Installed(True, seconds=time.perf_counter() - start)
+    ok, base_message = uv_install(python, base)
+    if not ok:
+        return Installed(False, base_message, seconds=time.perf_counter() - start)
+    # Add the drivers one at a time, always resolved together with the base and the drivers that went in.
+    failed: dict[str, str] = {}
+    kept: list[str] = []
+    for driver, requirement in sorted(drivers.items()):
+        driver_ok, driver_message = uv_install(python, [*base, *kept, requirement])
+        if driver_ok:
+            kept.append(requirement)
+        else:
+            failed[driver] = driver_message
+    return Installed(True, failed_drivers=failed, seconds=time.perf_counter() - start)
+
+
+def inspect_env(python: Path) -> tuple[dict[str, str], Optional[str]]:
+    """Exact versions of every package in the environment (plus ``python``) and the SQLite library version."""
+    done = subprocess.run([str(python), "-c", _VERSIONS_SCRIPT], capture_output=True, text=True, check=True)
+    found = json.loads(done.stdout)
+    return dict(sorted(found["versions"].items())), found["sqlite"]
+
+
+def subject_plugins(python: Path, subject: Subject) -> list[str]:
+    """The modules named by the subject distribution's ``pytest11`` entry points (nothing for ``none``)."""
+    if subject.distribution is None:
+        return []
+    done = subprocess.run(
+        [str(python), "-c", _ENTRY_POINTS_SCRIPT, subject.distribution],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return list(json.loads(done.stdout))
+
+
+def plugin_args(modules: Sequence[str]) -> list[str]:
+    return [arg for module in (*BASE_PLUGINS, *modules) for arg in ("-p", module)]
+
+
+# --- databases ----------------------------------------------------------------------------------------------
