@@ -164,9 +164,45 @@ def explain(failure: BaseException, *, portal_enabled: bool) -> Optional[str]:
         if isinstance(error, MissingGreenlet):
             if not portal_enabled:
                 return MISSING_GREENLET_PORTAL_OFF
-            return MISSING_GREENLET_LOOP_WITHOUT_PORTAL if raised_in_task(chain[: index + 1]) else MISSING_GREENLET_OUTSIDE_PORTAL
+            return (
+                MISSING_GREENLET_LOOP_WITHOUT_PORTAL
+                if raised_in_task(chain[: index + 1])
+                else MISSING_GREENLET_OUTSIDE_PORTAL
+            )
         text = f"{type(error).__module__}.{type(error).__qualname__}: {error}"
         for needle, message in _PATTERNS:
             if needle in text:
                 return message
     return None
+
+
+# -- the strict-mode ratchet (baseline.py) --
+
+BASELINE_HELP = (
+    "strict mode with a ratchet: implicit-IO sites listed in FILE are served and reported as known, new ones fail"
+)
+BASELINE_UPDATE_HELP = "rewrite the --greenlight-baseline file with the implicit-IO sites this run served"
+
+BASELINE_MISSING = """\
+greenlight: the baseline file {path} does not exist. Write it from a run of the whole suite:
+    pytest --greenlight-baseline {path} --greenlight-baseline-update"""
+
+BASELINE_UNREADABLE = """\
+greenlight: cannot read the baseline file {path} ({error}).
+Write it again from a run of the whole suite:  pytest --greenlight-baseline-update"""
+
+BASELINE_UPDATE_WITHOUT_FILE = (
+    "--greenlight-baseline-update needs the file to write: --greenlight-baseline FILE, or greenlight_baseline = FILE "
+    "in the ini file"
+)
+
+BASELINE_WRITTEN = "greenlight: wrote {count} site(s) to the baseline {path} ({added} added, {removed} removed)"
+
+BASELINE_KNOWN = "{count} known site(s) from the baseline {path} were served; new ones fail as in strict mode."
+
+BASELINE_GONE = "{count} site(s) in the baseline {path} no longer occur (fixed, or not reached by the tests that ran):"
+BASELINE_SHRINK = "Shrink the file after a run of the whole suite:  pytest --greenlight-baseline-update"
+
+BASELINE_NEW = """\
+Sites not in the baseline failed where they happened. Fix them (see the README's 'Strict mode'), or accept them
+into the baseline:  pytest --greenlight-baseline-update"""

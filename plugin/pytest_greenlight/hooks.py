@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import pytest
 
 from . import __version__, compat, diagnostics
 
 if TYPE_CHECKING:
+    from .baseline import Baseline
     from .implicit_io import Recorder
 
 STRICT_HELP = "fail tests at each place where the portal served implicit IO (it raises MissingGreenlet in production)"
@@ -20,17 +21,49 @@ MARKER_HELP = (
 
 _recorder_key: pytest.StashKey[Recorder] = pytest.StashKey()
 _undo_key: pytest.StashKey[Callable[[], None]] = pytest.StashKey()
+_baseline_key: pytest.StashKey[Optional[Baseline]] = pytest.StashKey()
+_written_key: pytest.StashKey[str] = pytest.StashKey()
+WORKER_OUTPUT = "greenlight_sites"  # a pytest-xdist worker's sites, in config.workeroutput
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("greenlight", "greenlight: run async SQLAlchemy tests inside a greenlet portal")
     group.addoption("--greenlight-strict", action="store_true", default=None, help=STRICT_HELP)
     parser.addini("greenlight_strict", type="bool", default=False, help=STRICT_HELP)
+    group.addoption("--greenlight-baseline", metavar="FILE", default=None, help=diagnostics.BASELINE_HELP)
+    parser.addini("greenlight_baseline", default="", help=diagnostics.BASELINE_HELP + " (relative to the ini file)")
+    group.addoption(
+        "--greenlight-baseline-update", action="store_true", default=False, help=diagnostics.BASELINE_UPDATE_HELP
+    )
 
 
 def _strict_default(config: pytest.Config) -> bool:
     option = config.getoption("--greenlight-strict")
-    return bool(option) if option is not None else bool(config.getini("greenlight_strict"))
+    if option is not None:
+        return bool(option)
+    baseline = config.stash.get(_baseline_key, None)
+    if baseline is not None:  # the ratchet is strict mode for every site it does not know; updating serves them all
+        return not config.getoption("--greenlight-baseline-update")
+    return bool(config.getini("greenlight_strict"))
+
+
+def _load_baseline(config: pytest.Config) -> Optional[Baseline]:
+    from pathlib import Path
+
+    from .baseline import Baseline
+
+    update = bool(config.getoption("--greenlight-baseline-update"))
+    option = config.getoption("--greenlight-baseline")
+    ini = str(config.getini("greenlight_baseline") or "")
+    if option:
+        path = Path(config.invocation_params.dir, option)
+    elif ini:
+        path = Path(config.inipath.parent if config.inipath else config.rootpath, ini)
+    elif update:
+        raise pytest.UsageError(diagnostics.BASELINE_UPDATE_WITHOUT_FILE)
+    else:
+        return None
+    return Baseline.load(path, str(config.rootpath), missing_ok=update)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -44,9 +77,16 @@ def pytest_configure(config: pytest.Config) -> None:
     if problem is not None:
         raise pytest.UsageError(problem)
     from . import portal
+    from .baseline import BaselineError
     from .implicit_io import Recorder
 
+    try:
+        baseline = config.stash[_baseline_key] = _load_baseline(config)
+    except BaselineError as error:
+        raise pytest.UsageError(str(error)) from None
     recorder = Recorder(strict=_strict_default(config))
+    if baseline is not None and not config.getoption("--greenlight-baseline-update"):
+        recorder.allow = baseline.known
     config.stash[_recorder_key] = recorder
     portal.settings.on_implicit_io = recorder
     # Every loop that creates a task while a test runs gets the portal, however it was made (the event-loop policy,
@@ -66,6 +106,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str:
     mode = "strict (implicit IO fails)" if _strict_default(config) else "report (implicit IO is listed at the end)"
+    baseline = config.stash.get(_baseline_key, None)
+    if baseline is not None and config.getoption("--greenlight-baseline-update"):
+        mode = f"baseline update (implicit IO is served and written to {baseline})"
+    elif baseline is not None and _strict_default(config):
+        mode = f"strict with the baseline {baseline} ({len(baseline.keys)} known site(s) are served)"
     return f"greenlight {__version__}: portal on, mode {mode}; {compat.describe_versions()}"
 
 
@@ -126,10 +171,48 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             report.sections.append(("greenlight: why this failed", explanation))
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    recorder = config.stash.get(_recorder_key, None)
+    if recorder is None:
+        return
+    workeroutput = getattr(config, "workeroutput", None)
+    if workeroutput is not None:  # a pytest-xdist worker: the controller merges the sites (pytest_testnodedown)
+        workeroutput[WORKER_OUTPUT] = recorder.to_records()
+        return
+    baseline = config.stash[_baseline_key]
+    if baseline is not None and config.getoption("--greenlight-baseline-update"):
+        added, removed = baseline.update(recorder.served)
+        config.stash[_written_key] = diagnostics.BASELINE_WRITTEN.format(
+            count=len(baseline.keys), path=baseline, added=added, removed=removed
+        )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist (controller): a worker finished; one merged result holds every worker's sites once."""
+    recorder = node.config.stash.get(_recorder_key, None)
+    records = getattr(node, "workeroutput", {}).get(WORKER_OUTPUT)
+    if recorder is not None and records:
+        recorder.merge_records(records)
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     recorder = config.stash.get(_recorder_key, None)
-    if recorder is None or not recorder.sites:
+    if recorder is None:
         return
+    baseline = config.stash.get(_baseline_key, None)
+    if recorder.sites:
+        _list_sites(terminalreporter, config, recorder, baseline)
+    if baseline is not None:
+        from .baseline import summary
+
+        terminalreporter.section("greenlight: baseline")
+        for line in summary(baseline, recorder, written=config.stash.get(_written_key, None)):
+            terminalreporter.line(line)
+
+
+def _list_sites(terminalreporter: Any, config: pytest.Config, recorder: Recorder, baseline: Optional[Baseline]) -> None:
     refused_sites = recorder.refused
     refused = len(refused_sites)
     title = "served by the portal" if not refused else f"{refused} refused by strict mode"
@@ -141,7 +224,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     for site, tests in recorder.sites.items():
         where = tests[0] + (f" and {len(tests) - 1} more" if len(tests) > 1 else "") if tests else "outside a test"
         outcome = ", refused: the test failed" if site in refused_sites else ""
+        if not outcome and baseline is not None and baseline.known(site):
+            outcome = ", known: in the baseline"
         terminalreporter.line(f"  {site.location(rootdir)}: {site.trigger} (in {where}{outcome})")
+    if baseline is not None:
+        return  # the baseline section says what to do
     if refused < len(recorder.sites):
         terminalreporter.line("Make them fail with --greenlight-strict; see the README's 'Strict mode' for the fixes.")
     else:

@@ -8,9 +8,9 @@ attribute expired by ``commit()``, or a helper of the user's. In production (out
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from types import FrameType
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import sqlalchemy
 from sqlalchemy import exc as sa_exc
@@ -29,6 +29,7 @@ class Site:
     lineno: int
     function: str
     trigger: str  # e.g. "lazy load of User.addresses"
+    qualname: str = ""  # the enclosing function's qualified name (its plain name before Python 3.11)
 
     def location(self, rootdir: str | None = None) -> str:
         name = self.filename
@@ -100,6 +101,7 @@ def find_site(step_greenlet: Any) -> Site | None:
                 lineno=frame.f_lineno,
                 function=frame.f_code.co_name,
                 trigger=trigger or "sync call to await_only()/await_() (e.g. a helper doing IO)",
+                qualname=getattr(frame.f_code, "co_qualname", frame.f_code.co_name),
             )
         frame = frame.f_back
     return None
@@ -114,6 +116,8 @@ class Recorder:
     sites: dict[Site, list[str]] = field(default_factory=dict)  # site -> test ids, in first-seen order
     refused_in: dict[str, Optional[Site]] = field(default_factory=dict)  # test -> first site strict mode refused
     served: set[Site] = field(default_factory=set)  # sites the portal served at least once (not refused)
+    # In strict mode, sites for which this returns True are served anyway (the baseline's known sites).
+    allow: Optional[Callable[[Site], bool]] = None
 
     @property
     def refused(self) -> set[Site]:
@@ -126,10 +130,27 @@ class Recorder:
             tests = self.sites.setdefault(site, [])
             if self.current_test is not None and self.current_test not in tests:
                 tests.append(self.current_test)
-        if not self.strict:
+        if not self.strict or (site is not None and self.allow is not None and self.allow(site)):
             if site is not None:
                 self.served.add(site)
             return None
         if self.current_test is not None:
             self.refused_in.setdefault(self.current_test, site)
         return ImplicitIOError(diagnostics.strict_refusal(site))
+
+    def to_records(self) -> list[dict[str, Any]]:
+        """The sites as plain data, for a pytest-xdist worker to hand to the controller (``workeroutput``)."""
+        return [
+            {**asdict(site), "tests": list(tests), "served": site in self.served} for site, tests in self.sites.items()
+        ]
+
+    def merge_records(self, records: list[dict[str, Any]]) -> None:
+        """Add a worker's sites: one entry per site however many workers reached it, their tests in order."""
+        for record in records:
+            record = dict(record)
+            tests, served = record.pop("tests"), record.pop("served")
+            site = Site(**record)
+            known = self.sites.setdefault(site, [])
+            known.extend(test for test in tests if test not in known)
+            if served:
+                self.served.add(site)
