@@ -414,3 +414,20 @@ def test_timeout_around_implicit_io_raises_timeout_error() -> None:
         assert loop.run_until_complete(main()) == "timed out"
     finally:
         loop.close()
+
+
+@pytest.mark.parametrize("portal", [True, False], ids=["portal", "no-portal"])
+def test_task_names_and_the_task_class_are_what_asyncio_makes(portal: bool) -> None:
+    from pytest_greenlight import install
+
+    async def main() -> tuple[str, bool, str]:
+        task = asyncio.create_task(asyncio.sleep(0, "done"), name="named by the user")
+        return task.get_name(), isinstance(task, asyncio.Task), await task
+
+    loop = asyncio.new_event_loop()
+    if portal:
+        install(loop)
+    try:
+        assert loop.run_until_complete(main()) == ("named by the user", True, "done")
+    finally:
+        loop.close()
