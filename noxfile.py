@@ -158,7 +158,11 @@ if MATRIX is not None:
         cell = axes.Cell(str(session.python), sqlalchemy, pytest_asyncio, pytest, tier)
         progress.cell_start(session, MATRIX)  # the first cell of the run says what will not run, and why
         outcome = run.run_session(session, cell, MATRIX, fail_on_missing=run.missing_interpreters_fail(_NOX_ARGS))
-        progress.cell_done(session, outcome)  # a plugin regression in the support set fails the run
+        progress.cell_done(session, outcome)  # time left; a plugin regression in the support set fails the run
+        if outcome.error:
+            session.error(outcome.error)
+        if outcome.skipped:
+            session.skip(outcome.skipped)
 
 else:
 

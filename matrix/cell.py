@@ -56,6 +56,8 @@ class CellOutcome:
     cell: str
     subjects: tuple[SubjectOutcome, ...]
     failures: tuple[str, ...] = ()
+    skipped: Optional[str] = None  # why the nox session is to be reported skipped (excluded, no interpreter)
+    error: Optional[str] = None  # why the nox session is to fail (runner errors, a missing interpreter in CI)
 
     @property
     def written(self) -> list[Path]:

@@ -36,15 +36,26 @@ PLUGIN, BASELINE = "greenlight", "none"
 _state: dict[str, Any] = {"matrix": None, "started": None, "done": []}
 
 
-def _session_count(session: Any) -> Optional[int]:
-    """How many matrix cells this nox process will run (None in a ``-j`` worker, which runs one)."""
+def _session_cells(session: Any) -> Optional[list[str]]:
+    """The matrix cells this nox process runs (None when nox's manifest cannot be read)."""
     manifest = getattr(getattr(session, "_runner", None), "manifest", None)
     try:
-        names = [runner.friendly_name for runner in manifest]  # type: ignore[union-attr]
+        # Read, never iterate: the manifest is the queue nox runs from (iterating it consumes the sessions).
+        queued = [*getattr(manifest, "_consumed", []), *getattr(manifest, "_queue", [])]
+        names = [runner.friendly_name for runner in queued]
     except Exception:
         return None
-    count = sum(1 for name in names if name.startswith("matrix("))
-    return count if count > 1 else None
+    return [name[len("matrix(") : -1] for name in names if name.startswith("matrix(")]
+
+
+def _runnable(cell_ids: list[str], matrix: axes.Matrix) -> set[str]:
+    """The cells among ``cell_ids`` that will really run here (an interpreter, not excluded)."""
+    from matrix import run
+
+    plans = {p.cell.id: p for p in axes.expand(matrix)}
+    return {
+        c for c in cell_ids if c in plans and plans[c].excluded_reason is None and run.interpreter(plans[c].cell.python)
+    }
 
 
 def banner(matrix: axes.Matrix, environ: Optional[dict[str, str]] = None) -> list[str]:
@@ -86,7 +97,10 @@ def cell_start(session: Any, matrix: axes.Matrix) -> None:
     _state["matrix"] = matrix
     if _state["started"] is None:
         _state["started"] = time.monotonic()
-        _state["planned"] = _session_count(session)
+        listed = _session_cells(session) or []
+        # One cell per nox process is a `-j` worker (or a one-cell run): no estimate to make there.
+        _state["planned"] = len(listed) if len(listed) > 1 else None
+        _state["runnable"] = _runnable(listed, matrix) if len(listed) > 1 else set()
     marker = BUILD / "progress" / f"{_safe(contract.text(contract.RUN_ID))}.started"
     marker.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -98,17 +112,23 @@ def cell_start(session: Any, matrix: axes.Matrix) -> None:
 
 
 def cell_done(session: Any, outcome: Any) -> None:
-    """After a cell: progress and estimate; a plugin regression in a support-set cell fails its session."""
+    """After a cell: progress and an estimate of the time left; a plugin regression in a support-set cell fails
+    its session."""
+    now = time.monotonic()
     ran = any("reused" not in _timings(s.path) and s.status == "completed" for s in outcome.subjects)
-    _state["done"].append((time.monotonic(), ran))
+    previous = _state["done"][-1][0] if _state["done"] else (_state["started"] or now)
+    _state["done"].append((now, ran, outcome.cell, now - previous))
     done = _state["done"]
     planned = _state.get("planned")
-    elapsed = time.monotonic() - (_state["started"] or time.monotonic())
+    elapsed = now - (_state["started"] or now)
     text = f"progress: {len(done)}{f' of {planned}' if planned else ''} cells done in {elapsed / 60:.1f} min"
-    durations = [b[0] - a[0] for a, b in zip([(_state["started"], True), *done], done, strict=False) if b[1]]
-    if planned and durations:
-        left = planned - len(done)
-        text += f", about {left * statistics.median(durations) / 60:.1f} min left ({left} cells)"
+    durations = [seconds for _, did_run, _, seconds in done if did_run]
+    if planned:
+        left = _state.get("runnable", set()) - {cell for _, _, cell, _ in done}
+        if durations and left:
+            text += f", about {len(left) * statistics.median(durations) / 60:.1f} min left ({len(left)} cells to run)"
+        elif not left:
+            text += ", no cell left to run"
     session.log(text)
     found = cell_regressions(outcome.written)
     if found:

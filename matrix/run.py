@@ -121,7 +121,8 @@ def create_environment(python: str, location: Path) -> float:
 
 def run_session(session: Any, cell: Cell, matrix: Matrix, *, fail_on_missing: bool = False) -> CellOutcome:
     """The body of the ``matrix`` nox session for one cell, with the matrix the noxfile read and listed the cells
-    from (the ``--smoke`` one included: the runner never reads axes.toml again).
+    from (the ``--smoke`` one included: the runner never reads axes.toml again). Returns the cell's outcome; the
+    caller reports it (progress) and then skips or fails the session as ``outcome.skipped``/``outcome.error`` say.
 
     The session has no nox-made environment (``venv_backend="none"``): a missing interpreter is found here, not
     by reading nox's log, and recorded ``interpreter-missing`` like any other outcome.
@@ -129,20 +130,19 @@ def run_session(session: Any, cell: Cell, matrix: Matrix, *, fail_on_missing: bo
     found = interpreter(cell.python)
     runner = CellRunner(matrix, cell, Path(session.env_dir) / "bin" / "python", say=session.log)
     runner.pytest_args = scenario_args(session.posargs)
-    if found is None:
+    if found is None and runner.plan.excluded_reason is None:
         reason = f"Python interpreter {cell.python} not found"
         outcome = runner.record_missing(f"{reason} on this machine")
-        if fail_on_missing and runner.plan.excluded_reason is None:
-            session.error(reason)
-        session.skip(reason)
-        return outcome
-    runner.interpreter = Path(found)
-    # Made only when the cell must run (not when its previous results are re-used).
-    runner.make_environment = lambda: create_environment(found, Path(session.env_dir))
+        return dataclasses.replace(outcome, error=reason if fail_on_missing else None, skipped=reason)
+    if found is not None:
+        runner.interpreter = Path(found)
+        # Made only when the cell must run (not when its previous results are re-used).
+        runner.make_environment = lambda: create_environment(found, Path(session.env_dir))
     with sigterm_as_interrupt():
         outcome = runner.execute()
-    if runner.failures:
-        session.error("; ".join(runner.failures))
-    if runner.plan.excluded_reason is not None:
-        session.skip(f"excluded: {runner.plan.excluded_reason}")
-    return outcome
+    excluded = runner.plan.excluded_reason
+    return dataclasses.replace(
+        outcome,
+        error="; ".join(runner.failures) or None,
+        skipped=f"excluded: {excluded}" if excluded is not None else None,
+    )

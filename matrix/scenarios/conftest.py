@@ -54,6 +54,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.greenlight(**options))
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Everything imported and collected so far lives for the whole run: move it out of the collector's sight.
+    The gc.collect() after every scenario (below) then looks only at what scenarios made (their leaked
+    connections, which is what it is for): measured 38 ms -> under 0.1 ms a collection, the biggest CPU cost
+    of a cell before (two collections per scenario and database)."""
+    gc.freeze()
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Skip a scenario whose expectation for this cell and driver is 'not applicable', with its reason."""

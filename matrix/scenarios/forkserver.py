@@ -18,6 +18,7 @@ and warns when one was imported before it could.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -84,6 +85,7 @@ def main() -> None:
     for name in PRELOAD:
         with contextlib.suppress(Exception):
             importlib.import_module(name)
+    gc.freeze()  # the preloaded libraries: shared with every child, never scanned (nor copied) by its collector
     reply = sys.stdout
     sys.stdout = sys.stderr  # nothing but replies on the protocol stream
     for line in sys.stdin:

@@ -191,6 +191,11 @@ def pytest_runtest_teardown(item):
     gc.collect()
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session):
+    gc.freeze()  # see the outer conftest: collections then look only at what the inner tests made
+
+
 @pytest.fixture
 def models(db):
     found = make_models(unique_prefix())
