@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 from matrix import contract
 from matrix.axes import Cell, Matrix
-from matrix.cell import CellOutcome, CellRunner, SubjectOutcome, describe, run_id
+from matrix.cell import CellRunner
 from matrix.databases import Databases, Target, _fit
 from matrix.install import (
     BASE_PLUGINS,
@@ -32,6 +32,7 @@ from matrix.install import (
     subject_plugins,
     uv_install,
 )
+from matrix.outcome import CellOutcome, SubjectOutcome, describe, run_id
 from matrix.paths import ROOT
 from matrix.watchdog import (
     MAX_RESUMES,

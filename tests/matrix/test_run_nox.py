@@ -126,7 +126,13 @@ def test_matrix_run_writes_every_results_file(tmp_path: Path) -> None:
 
     ran = documents[f"py{python}-sa2.0-pa1__greenlight.json"]
     assert ran["status"] == "completed"
-    assert ran["cell"] == {"id": f"py{python}-sa2.0-pa1", "python": python, "sqlalchemy": "2.0", "pytest_asyncio": "1"}
+    assert ran["cell"] == {
+        "id": f"py{python}-sa2.0-pa1",
+        "python": python,
+        "sqlalchemy": "2.0",
+        "pytest_asyncio": "1",
+        "tier": "support",
+    }
     assert ran["versions"]["sqlalchemy"].startswith("2.0.")
     assert ran["versions"]["pytest-asyncio"].startswith("1.")
     assert ran["versions"]["python"].startswith(python)
