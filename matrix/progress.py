@@ -203,7 +203,12 @@ def summarize(results: Path, run: str) -> list[str]:
     for document in documents:
         cells[document["cell"]["id"]].append(document)
     by_status = Counter(cell_status(docs) for docs in cells.values())
-    reused = sum(1 for docs in cells.values() if all("reused" in (d.get("timings") or {}) for d in docs))
+    reused = sum(
+        1
+        for docs in cells.values()
+        if any(d.get("status") != "excluded" for d in docs)
+        and all("reused" in (d.get("timings") or {}) for d in docs if d.get("status") != "excluded")
+    )
     lines = [
         f"matrix run {run}: {len(cells)} cells ({len(documents)} results files) in {results}",
         "  cells by status: "

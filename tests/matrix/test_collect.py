@@ -15,7 +15,14 @@ from matrix import collect
 SCHEMA = Path(__file__).resolve().parents[2] / "reports" / "SCHEMA.md"
 # URL-special characters on purpose: they must be caught raw and URL-quoted.
 PASSWORD = "pa:ss@w/rd?#%x"
-CELL = {"id": "py3.12-sa2.1-pa1", "python": "3.12", "sqlalchemy": "2.1", "pytest_asyncio": "1"}
+CELL = {
+    "id": "py3.12-sa2.1-pa1.5-pt9",
+    "python": "3.12",
+    "sqlalchemy": "2.1",
+    "pytest_asyncio": "1.5",
+    "pytest": "9",
+    "tier": "support",
+}
 SUBJECT = {"name": "greenlight", "requirement": "pytest-greenlight @ ."}
 
 
@@ -219,7 +226,7 @@ def test_unknown_status_refused() -> None:
 def test_write_is_atomic_and_named(tmp_path: Path) -> None:
     result = build(as_bytes(line()))
     path = collect.write_result(result, tmp_path / "results")
-    assert path == tmp_path / "results" / "py3.12-sa2.1-pa1__greenlight.json"
+    assert path == tmp_path / "results" / "py3.12-sa2.1-pa1.5-pt9__greenlight.json"
     assert json.loads(path.read_text(encoding="utf-8")) == result
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp file left behind
     result["status"] = "crashed"
