@@ -227,6 +227,10 @@ class CellRunner:
                 timings["pytest"] = stop.seconds
                 self.write(subject, "crashed", stop.reason, versions, databases, out, timings)
                 raise
+            # Checked after each subject's run, before its results are written: a server that stopped answering
+            # makes its database infra-error, and what this run recorded on it is not blamed on the subject.
+            for name in databases.check_servers():
+                self.say(f"{label}: {name} stopped answering during the run: its results are infra-error")
         timings["pytest"] = seconds
         status = "completed" if ran.status == "completed" else "crashed"
         path = self.write(subject, status, ran.reason, versions, databases, out, timings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +41,7 @@ class Databases:
 
     def __init__(self, matrix: Matrix, state_dir: Path, work: Path, failed_drivers: Mapping[str, str]) -> None:
         self.work = work
+        self._lock = threading.Lock()
         self.servers: dict[str, Any] = {}
         self.secrets: set[str] = set()
         self.targets: list[Target] = []
@@ -147,6 +149,10 @@ class Databases:
                 target.status, target.reason = "infra-error", reason
 
     def check_servers(self) -> list[str]:
+        with self._lock:  # subjects run concurrently and each checks after its run
+            return self._check_servers()
+
+    def _check_servers(self) -> list[str]:
         """After a run: a server that no longer answers (its container was killed or died, the engine stopped)
         turns its database into an infrastructure error, so what its scenarios recorded is not blamed on the
         subject. Returns the names of the databases lost."""
