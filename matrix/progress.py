@@ -272,6 +272,22 @@ def write_manifest(results: Path, run: str, matrix: Optional[axes.Matrix], path:
         == Path(axes.DEFAULT_PATH).resolve()
     )
     unfinished = sorted({d["cell"]["id"] for d in documents if d.get("status") == "crashed"})
+    # A cell that did not answer in full: no interpreter here, an install or infrastructure failure, or a database
+    # that did not run (a SQLite-only run must not rewrite what the table says about PostgreSQL and MySQL).
+    partial = sorted(
+        {
+            d["cell"]["id"]
+            for d in documents
+            if d.get("status") in ("interpreter-missing", "install-failed", "infra-error")
+            or (
+                d.get("status") == "completed"
+                and any(
+                    db.get("status") != "ok" and not str(db.get("reason") or "").startswith("same server as")
+                    for db in d.get("databases") or []
+                )
+            )
+        }
+    )
     manifest = {
         "run_id": run,
         "default_matrix": bool(default),
@@ -279,7 +295,8 @@ def write_manifest(results: Path, run: str, matrix: Optional[axes.Matrix], path:
         "cells_written": written,
         "cells_missing": sorted(set(listed) - set(written)),
         "cells_interrupted": unfinished,
-        "complete": bool(default) and set(written) >= set(listed) and not unfinished,
+        "cells_partial": partial,
+        "complete": bool(default) and set(written) >= set(listed) and not unfinished and not partial,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_suffix(".tmp")

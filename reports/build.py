@@ -113,6 +113,7 @@ def docs_refusal(results: Path, docs: Path) -> Optional[str]:
     if not manifest.get("complete"):
         missing = len(manifest.get("cells_missing") or [])
         interrupted = len(manifest.get("cells_interrupted") or [])
+        partial = len(manifest.get("cells_partial") or [])
         scope = (
             "the default matrix"
             if manifest.get("default_matrix")
@@ -121,7 +122,7 @@ def docs_refusal(results: Path, docs: Path) -> Optional[str]:
         return (
             f"the last matrix run ({manifest.get('run_id')}) is not complete: {scope}, "
             f"{len(manifest.get('cells_written') or [])} of {manifest.get('cells_listed')} cells written, "
-            f"{missing} missing, {interrupted} interrupted"
+            f"{missing} missing, {interrupted} interrupted, {partial} without every database or interpreter"
         )
     stray = sorted({p.name for p in results.glob("*.json") if _run_id(p) not in (manifest.get("run_id"), None)})
     if stray:

@@ -181,7 +181,7 @@ def test_the_tracked_docs_table_is_rewritten_only_from_a_complete_default_run(tm
     manifest = {"run_id": "r1", "default_matrix": True, "cells_listed": 161, "cells_written": ["a"] * 6,
                 "cells_missing": ["b"] * 155, "cells_interrupted": [], "complete": False}  # fmt: skip
     (tmp_path / "build" / "run.json").write_text(json.dumps(manifest))
-    assert "is not complete: the default matrix, 6 of 161 cells written, 155 missing" in str(
+    assert "is not complete: the default matrix, 6 of 161 cells written, 155 missing, 0 interrupted" in str(
         building.docs_refusal(results, tracked)
     )
     (tmp_path / "build" / "run.json").write_text(json.dumps({**manifest, "complete": True}))
