@@ -40,6 +40,11 @@ def greenlet_base() -> type[Any]:
 _REAL_PARENT: Any = getattr(greenlet_base(), "parent", None)  # greenlet's own attribute, under the property
 
 
+def real_parent(glet: Any) -> Any:
+    """``glet``'s parent greenlet, read through greenlet's own attribute (PortalGreenlet overrides ``parent``)."""
+    return _REAL_PARENT.__get__(glet) if _REAL_PARENT is not None else None
+
+
 def installed_version(distribution: str) -> Version | None:
     try:
         return Version(metadata.version(distribution))

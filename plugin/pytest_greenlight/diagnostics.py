@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 from types import TracebackType
 from typing import TYPE_CHECKING, Optional
 
@@ -85,6 +86,26 @@ CONCURRENT_OPERATION = """\
 one AsyncSession or AsyncConnection. An AsyncSession is not safe for concurrent use.
 Fix: give each concurrent task its own session: `async with async_sessionmaker(engine)() as session:` inside the
 task, or run the statements one after another."""
+
+EVENT_LOOP_REMOVED = """\
+pytest-asyncio 1.0 removed the `event_loop` fixture. The migration, in two lines:
+    loop = asyncio.get_running_loop()            # in the async test or fixture, instead of an event_loop argument
+    @pytest.mark.asyncio(loop_scope="session")   # instead of an event_loop fixture overridden with a wider scope
+(its async fixtures likewise: @pytest_asyncio.fixture(scope="session", loop_scope="session"))."""
+
+LOOP_SCOPE_MISMATCH = """\
+A {scope}-scoped async fixture was set up with function-scoped event loops: its loop would close after the first
+test, taking the fixture's connections with it. The migration, in two lines (pytest-asyncio >= 0.24):
+    @pytest_asyncio.fixture(scope="{scope}", loop_scope="{scope}")   # the fixture runs on a {scope}-wide loop
+    @pytest.mark.asyncio(loop_scope="{scope}")                       # and so do the tests that use it
+(pytest-asyncio 0.21-0.23: override the event_loop fixture with scope="{scope}"). Or keep a loop per test and make
+the engine with pytest_greenlight.greenlight_engine(url, scope="{scope}"), which gives each loop its own engine."""
+
+# pytest's ScopeMismatch for pytest-asyncio's loop fixture (0.21-0.23: event_loop; 1.x: its function-scoped runner).
+_SCOPE_MISMATCH = re.compile(
+    r"ScopeMismatch: You tried to access the function scoped fixture (?:event_loop|_function_scoped_runner) "
+    r"with a (\w+) scoped request object"
+)
 
 # (substring of "<qualified exception type>: <message>", explanation); first match wins.
 _PATTERNS = (
@@ -169,7 +190,12 @@ def explain(failure: BaseException, *, portal_enabled: bool) -> Optional[str]:
                 if raised_in_task(chain[: index + 1])
                 else MISSING_GREENLET_OUTSIDE_PORTAL
             )
+        if type(error).__name__ == "FixtureLookupError" and getattr(error, "argname", None) == "event_loop":
+            return EVENT_LOOP_REMOVED
         text = f"{type(error).__module__}.{type(error).__qualname__}: {error}"
+        mismatch = _SCOPE_MISMATCH.search(text)
+        if mismatch is not None:
+            return LOOP_SCOPE_MISMATCH.format(scope=mismatch.group(1))
         for needle, message in _PATTERNS:
             if needle in text:
                 return message
@@ -206,3 +232,34 @@ BASELINE_SHRINK = "Shrink the file after a run of the whole suite:  pytest --gre
 BASELINE_NEW = """\
 Sites not in the baseline failed where they happened. Fix them (see the README's 'Strict mode'), or accept them
 into the baseline:  pytest --greenlight-baseline-update"""
+
+
+# -- engines and loops (engines.py) --
+
+DISPOSE_ENGINES_HELP = (
+    "dispose every engine still holding connections on the loop they were opened on, just before that loop closes"
+)
+
+DIFFERENT_LOOP_NAMED = """\
+An engine's pooled connection was used on another event loop than the one it was opened on:
+  opened on {opened_loop}, {opened};
+  used on   {used_loop}, {used}; this test's loop scope is "{test_scope}".
+A connection (and the engine's pool holding it) belongs to the loop that opened it.
+Fix: run the fixture and the tests that use it on one loop: @pytest_asyncio.fixture(scope="{scope}",
+loop_scope="{scope}") and @pytest.mark.asyncio(loop_scope="{scope}") on the tests (pytest-asyncio >= 0.24); or make
+the engine with pytest_greenlight.greenlight_engine(url, scope="{scope}"), which gives each loop its own engine and
+disposes each on its loop."""
+
+UNDISPOSED_TITLE = "greenlight: {count} engine(s) not disposed before their event loop closed"
+UNDISPOSED_LINE = "  {url}: first connected on {loop}, {origin}"
+UNDISPOSED_FIX = """\
+Their connections belonged to a loop that is gone: closing them later fails with "Event loop is closed" or leaves
+"coroutine ... was never awaited" warnings. Fix: `await engine.dispose()` where the engine is made (the end of its
+fixture, on the same loop), use pytest_greenlight.greenlight_engine(url), or set greenlight_dispose_engines = true."""
+UNDISPOSED_DISPOSED = "greenlight_dispose_engines = true disposed them on their loop before it closed."
+
+
+def different_loop(opened_loop: str, opened: str, used_loop: str, used: str, test_scope: str, scope: str) -> str:
+    return DIFFERENT_LOOP_NAMED.format(
+        opened_loop=opened_loop, opened=opened, used_loop=used_loop, used=used, test_scope=test_scope, scope=scope
+    )

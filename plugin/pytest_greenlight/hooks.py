@@ -11,6 +11,7 @@ from . import __version__, compat, diagnostics
 
 if TYPE_CHECKING:
     from .baseline import Baseline
+    from .engines import EngineTracker
     from .implicit_io import Recorder
 
 STRICT_HELP = "fail tests at each place where the portal served implicit IO (it raises MissingGreenlet in production)"
@@ -23,6 +24,7 @@ _recorder_key: pytest.StashKey[Recorder] = pytest.StashKey()
 _undo_key: pytest.StashKey[Callable[[], None]] = pytest.StashKey()
 _baseline_key: pytest.StashKey[Optional[Baseline]] = pytest.StashKey()
 _written_key: pytest.StashKey[str] = pytest.StashKey()
+_engines_key: pytest.StashKey[EngineTracker] = pytest.StashKey()
 WORKER_OUTPUT = "greenlight_sites"  # a pytest-xdist worker's sites, in config.workeroutput
 
 
@@ -35,6 +37,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--greenlight-baseline-update", action="store_true", default=False, help=diagnostics.BASELINE_UPDATE_HELP
     )
+    parser.addini("greenlight_dispose_engines", type="bool", default=False, help=diagnostics.DISPOSE_ENGINES_HELP)
 
 
 def _strict_default(config: pytest.Config) -> bool:
@@ -89,6 +92,12 @@ def pytest_configure(config: pytest.Config) -> None:
         recorder.allow = baseline.known
     config.stash[_recorder_key] = recorder
     portal.settings.on_implicit_io = recorder
+    from .engines import EngineTracker
+
+    tracker = config.stash[_engines_key] = EngineTracker(
+        dispose=bool(config.getini("greenlight_dispose_engines")), rootdir=str(config.rootpath)
+    )
+    tracker.install()
     # Every loop that creates a task while a test runs gets the portal, however it was made (the event-loop policy,
     # pytest-asyncio's loop factories, anyio's backend options, asyncio.Runner in the test).
     config.stash[_undo_key] = portal.serve_new_loops()
@@ -100,6 +109,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     from . import portal
 
     config.stash[_undo_key]()
+    config.stash[_engines_key].uninstall()
     portal.settings.on_implicit_io = None
     portal.settings.enabled = True
 
@@ -131,16 +141,30 @@ def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, None, None]:
     from . import portal
 
     recorder = item.config.stash[_recorder_key]
+    tracker = item.config.stash[_engines_key]
     enabled, strict = _marker_options(item)
     portal.settings.enabled = enabled
-    recorder.current_test = item.nodeid
+    recorder.current_test = tracker.current_test = item.nodeid
     recorder.strict = _strict_default(item.config) if strict is None else strict
     try:
         yield
     finally:
         portal.settings.enabled = True
-        recorder.current_test = None
+        recorder.current_test = tracker.current_test = None
         recorder.strict = _strict_default(item.config)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+) -> Generator[None, None, None]:
+    # The engine tracker names the fixture being set up when an engine opens a connection.
+    fixtures = request.config.stash[_engines_key].fixtures
+    fixtures.append((fixturedef.argname, str(fixturedef.scope)))
+    try:
+        yield
+    finally:
+        fixtures.pop()
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -167,6 +191,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         from . import portal
 
         explanation = diagnostics.explain(call.excinfo.value, portal_enabled=portal.settings.enabled)
+        if explanation is diagnostics.DIFFERENT_LOOP:
+            explanation = _name_the_loops(item) or explanation
         if explanation is not None:
             report.sections.append(("greenlight: why this failed", explanation))
 
@@ -197,11 +223,46 @@ def pytest_testnodedown(node: Any, error: object) -> None:
         recorder.merge_records(records)
 
 
+def _name_the_loops(item: pytest.Item) -> Optional[str]:
+    crossing = item.config.stash[_engines_key].crossings.get(item.nodeid)
+    if crossing is None:
+        return None
+    scope = crossing.opened.fixture[1] if crossing.opened.fixture else "session"
+    return diagnostics.different_loop(
+        crossing.opened.loop,
+        crossing.opened.describe(),
+        crossing.used.loop,
+        crossing.used.describe(),
+        _test_loop_scope(item),
+        scope,
+    )
+
+
+def _test_loop_scope(item: pytest.Item) -> str:
+    """The loop scope pytest-asyncio gives the test: its marker's, else the ini default, else function."""
+    marker = item.get_closest_marker("asyncio")
+    scope = (marker.kwargs.get("loop_scope") or marker.kwargs.get("scope")) if marker is not None else None
+    if not scope:
+        try:
+            scope = item.config.getini("asyncio_default_test_loop_scope")
+        except ValueError:  # pytest-asyncio before 0.26 has no such key
+            scope = None
+    return str(scope or "function")
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     recorder = config.stash.get(_recorder_key, None)
     if recorder is None:
         return
     baseline = config.stash.get(_baseline_key, None)
+    tracker = config.stash[_engines_key]
+    if tracker.undisposed:
+        terminalreporter.section(diagnostics.UNDISPOSED_TITLE.format(count=len(tracker.undisposed)))
+        for origin, url in tracker.undisposed:
+            terminalreporter.line(
+                diagnostics.UNDISPOSED_LINE.format(url=url, loop=origin.loop, origin=origin.describe())
+            )
+        terminalreporter.line(diagnostics.UNDISPOSED_DISPOSED if tracker.dispose else diagnostics.UNDISPOSED_FIX)
     if recorder.sites:
         _list_sites(terminalreporter, config, recorder, baseline)
     if baseline is not None:

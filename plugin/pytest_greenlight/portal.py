@@ -232,8 +232,9 @@ def _run_from_a_fresh_greenlet(loop: asyncio.AbstractEventLoop) -> None:
         loop.run_forever = run_forever  # type: ignore[method-assign]
 
 
-def add_close_hook(loop: asyncio.AbstractEventLoop, hook: Callable[[], None]) -> bool:
-    """Call ``hook()`` just before ``loop`` closes (hooks added later run first); False if the loop can't be hooked."""
+def add_close_hook(loop: asyncio.AbstractEventLoop, hook: Callable[[], None], *, last: bool = False) -> bool:
+    """Call ``hook()`` just before ``loop`` closes (hooks added later run first, ``last`` ones after every other);
+    False if the loop can't be hooked."""
     hooks: list[Callable[[], None]] | None = getattr(loop, "_greenlight_on_close", None)
     if hooks is None:
         hooks = []
@@ -251,14 +252,19 @@ def add_close_hook(loop: asyncio.AbstractEventLoop, hook: Callable[[], None]) ->
             loop.close = close  # type: ignore[method-assign,unused-ignore]
         except AttributeError:  # e.g. uvloop's compiled loop has no instance dict
             return False
-    hooks.append(hook)
+    if last:
+        hooks.insert(0, hook)
+    else:
+        hooks.append(hook)
     return True
 
 
-def add_close_callback(loop: asyncio.AbstractEventLoop, callback: Callable[[], Awaitable[None]]) -> bool:
+def add_close_callback(
+    loop: asyncio.AbstractEventLoop, callback: Callable[[], Awaitable[None]], *, last: bool = False
+) -> bool:
     """Run ``await callback()`` on ``loop`` just before it closes; False if the loop type can't be hooked."""
 
     def run_callback() -> None:
         loop.run_until_complete(callback())
 
-    return add_close_hook(loop, run_callback)
+    return add_close_hook(loop, run_callback, last=last)

@@ -148,6 +148,7 @@ WRITTEN = [
 ]
 
 
+@pytest.mark.timeout(900)  # eight inner runs: slow on a loaded machine
 def test_ratchet_on_a_project_layout(runner: Runner) -> None:
     root = _project(runner)
 
@@ -221,6 +222,7 @@ def test_ratchet_on_a_project_layout(runner: Runner) -> None:
     _run(runner).assert_outcomes(passed=4)
 
 
+@pytest.mark.timeout(900)
 def test_ratchet_with_xdist_workers(runner: Runner) -> None:
     pytest.importorskip("xdist")
     root = _project(runner)

@@ -8,7 +8,7 @@ from sqlalchemy.exc import MissingGreenlet
 from pytest_greenlight import diagnostics
 from pytest_greenlight.implicit_io import ImplicitIOError
 
-from .conftest import DATABASES, Runner
+from .conftest import DATABASES, PYTEST_ASYNCIO_VERSION, Runner
 
 
 @pytest.mark.parametrize(
@@ -34,6 +34,14 @@ from .conftest import DATABASES, Runner
             RuntimeError("cannot perform operation: another operation is in progress"),
             True,
             diagnostics.CONCURRENT_OPERATION,
+        ),
+        (
+            RuntimeError(
+                "ScopeMismatch: You tried to access the function scoped fixture event_loop with a module scoped "
+                "request object, involved factories:"
+            ),
+            True,
+            diagnostics.LOOP_SCOPE_MISMATCH.format(scope="module"),
         ),
         (ImplicitIOError("greenlight strict mode: ..."), True, None),
         (KeyError("unrelated"), True, None),
@@ -76,7 +84,9 @@ def test_engine_used_on_another_loop_is_explained(runner: Runner, monkeypatch: p
     monkeypatch.setenv("GL_URL", DATABASES["postgresql"])
     result = runner.run(WRONG_LOOP)
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["*greenlight: why this failed*", "*created on one event loop and used on*"])
+    result.stdout.fnmatch_lines(
+        ["*greenlight: why this failed*", "*pooled connection was used on another event loop than the one it was*"]
+    )
 
 
 LOOP_ENGINES = """
@@ -133,3 +143,63 @@ def test_loop_engines_across_function_loops(runner: Runner, monkeypatch: pytest.
     result.assert_outcomes(passed=3)
     assert "Event loop is closed" not in result.stdout.str()
     assert "non-checked-in" not in result.stdout.str()
+
+
+EVENT_LOOP_ARGUMENT = """
+import pytest
+
+@pytest.mark.asyncio
+async def test_old_style(event_loop):
+    assert event_loop.is_running()
+"""
+
+
+@pytest.mark.skipif(
+    PYTEST_ASYNCIO_VERSION < (1, 0), reason="pytest-asyncio < 1.0 still provides the event_loop fixture"
+)
+def test_removed_event_loop_fixture_gets_the_migration(runner: Runner) -> None:
+    bare = runner.run(EVENT_LOOP_ARGUMENT, plugin=False)
+    bare.assert_outcomes(errors=1)
+    bare.stdout.fnmatch_lines(["*fixture 'event_loop' not found*"])
+    result = runner.run(EVENT_LOOP_ARGUMENT)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*greenlight: why this failed*",
+            "pytest-asyncio 1.0 removed the `event_loop` fixture. The migration, in two lines:",
+            "    loop = asyncio.get_running_loop()  * instead of an event_loop argument",
+            '    @pytest.mark.asyncio(loop_scope="session")  * instead of an event_loop fixture overridden *',
+        ]
+    )
+
+
+SESSION_FIXTURE_FUNCTION_LOOPS = """
+import asyncio
+import pytest
+import pytest_asyncio
+
+@pytest_asyncio.fixture(scope="session")
+async def engine():
+    yield asyncio.get_running_loop()
+
+@pytest.mark.asyncio
+async def test_uses_it(engine):
+    assert engine is asyncio.get_running_loop()
+"""
+
+
+def test_session_fixture_on_function_loops_gets_the_migration(runner: Runner) -> None:
+    # pytest-asyncio 0.21: ScopeMismatch on event_loop; 1.x (fixture loop scope function): on its loop runner.
+    bare = runner.run(SESSION_FIXTURE_FUNCTION_LOOPS, plugin=False)
+    bare.assert_outcomes(errors=1)
+    bare.stdout.fnmatch_lines(["*ScopeMismatch: You tried to access the function scoped fixture*"])
+    result = runner.run(SESSION_FIXTURE_FUNCTION_LOOPS)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*greenlight: why this failed*",
+            "A session-scoped async fixture was set up with function-scoped event loops*",
+            '    @pytest_asyncio.fixture(scope="session", loop_scope="session")   # the fixture runs on a session*',
+            '    @pytest.mark.asyncio(loop_scope="session")  * and so do the tests that use it',
+        ]
+    )
