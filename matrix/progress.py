@@ -321,6 +321,18 @@ def finish(results: Path, run: str, stream: TextIO = sys.stderr) -> None:
             "cells of this matrix written): the docs table is left alone",
             file=stream,
         )
+    documents = run_documents(results, run)
+    completed = [d for d in documents if d.get("status") == "completed"]
+    others = {d.get("status") for d in documents} - {"completed", "excluded", "interpreter-missing", "install-failed"}
+    unchanged = completed and not others and all("reused" in (d.get("timings") or {}) for d in completed)
+    if unchanged and (results.parent / "report").is_dir():
+        # Nothing new since the report was built: rebuilding it would take longer than the whole warm run.
+        print(
+            "report: every result re-used unchanged; build/report/ is left as it is (`nox -s report` rebuilds it)",
+            file=stream,
+        )
+        _print_regressions(found, stream)
+        return
     # The report is notified, not imported: it is a stage of its own (`nox -s report` does the same, with docs).
     stream.flush()
     subprocess.run(
@@ -337,6 +349,10 @@ def finish(results: Path, run: str, stream: TextIO = sys.stderr) -> None:
         cwd=str(ROOT),
         check=False,
     )
+    _print_regressions(found, stream)
+
+
+def _print_regressions(found: list[str], stream: TextIO) -> None:
     if found:
         print(f"plugin regressions in the support set ({len(found)}; the run fails):", file=stream)
         for line in found:
