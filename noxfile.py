@@ -103,6 +103,18 @@ def bench_portal(session: nox.Session) -> None:
     session.run("python", "benchmarks/portal_overhead.py")
 
 
+@nox.session(default=False)
+def coverage(session: nox.Session) -> None:
+    """Measure the plugin's coverage (greenlet-aware, inner pytest runs included); fail under the floor."""
+    session.install("--group", "plugin-tests", "--group", "coverage", "-e", ".", *STACKS["newest"])
+    session.run("coverage", "erase")
+    # [tool.coverage] in pyproject.toml: concurrency greenlet+thread, patch subprocess, the floor (fail_under).
+    tests = session.posargs or [*PLUGIN_TESTS, "-n", "auto"]  # xdist workers are subprocesses: measured too
+    session.run("coverage", "run", "-m", "pytest", *tests)
+    session.run("coverage", "combine", "--quiet")
+    session.run("coverage", "report", "--include=plugin/pytest_greenlight/*")
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """Check style with ruff and types with mypy (strict on the plugin)."""
