@@ -47,7 +47,9 @@ PLUGIN_TESTS = ["tests/plugin"]
 # is used as it is; otherwise Debian sid's, in a runtime root (matrix/runtime.py: needs root; README "Development").
 # "py3.10": the oldest Python the plugin supports, with pytest-asyncio 1.x (whose contexts take another path there).
 RUNTIME_STACKS = {"py3.10": "3.10", "py3.14": "3.14", "py3.15": "3.15"}
-PYTHON_STACK_REQUIREMENTS = {"py3.10": ["sqlalchemy[asyncio]==2.0.*", "pytest-asyncio==1.*", "pytest==8.4.*", "anyio>=4"]}
+PYTHON_STACK_REQUIREMENTS = {
+    "py3.10": ["sqlalchemy[asyncio]==2.0.*", "pytest-asyncio==1.*", "pytest==8.4.*", "anyio>=4"],
+}
 
 
 @nox.session
