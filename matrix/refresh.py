@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_INDEX = "https://pypi.org/simple"
 # The packages whose declared bounds on each other can rule a combination out.
 MATRIX_PACKAGES = ("greenlet", "pytest", "pytest-asyncio", "sqlalchemy")
-CLAIM_GROUPS = ("tests",)  # dependency groups whose bounds are claims too (pytest-asyncio is not a dependency)
+CLAIM_GROUPS = ("plugin-tests",)  # dependency groups whose bounds are claims too (pytest-asyncio is not a dependency)
 
 
 class Source(Protocol):

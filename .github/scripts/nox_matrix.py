@@ -74,8 +74,11 @@ def version_key(value: str) -> tuple[int, ...]:
 
 
 def newest(cells: list[Cell]) -> Cell:
-    """The cell with the newest Python, then the newest value of every other axis (in key order)."""
-    return max(cells, key=lambda c: (version_key(c.python), *(version_key(v) for _, v in c.params)))
+    """The support-tier cell with the newest Python, then the newest value of every other axis (in key order).
+
+    Floor, canary and legacy cells are not what "newest" means for the smoke run (a canary may run pre-releases)."""
+    support = [c for c in cells if dict(c.params).get("tier", "support") == "support"] or cells
+    return max(support, key=lambda c: (version_key(c.python), *(version_key(v) for k, v in c.params if k != "tier")))
 
 
 def plan(cells: list[Cell]) -> dict[str, list[dict[str, str]]]:
