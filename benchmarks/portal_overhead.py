@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Awaitable
-from typing import Callable
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy import Column, Integer, String, select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine

@@ -89,7 +89,11 @@ def plan(cells: list[Cell]) -> dict[str, list[dict[str, str]]]:
     clashes = sorted({n for n in names if names.count(n) > 1})
     if clashes:
         raise PlanError(f"sessions map to the same artifact name: {clashes}")
-    return {"include": [{"session": c.session, "python": c.python, "artifact": n} for c, n in zip(cells, names)]}
+    return {
+        "include": [
+            {"session": c.session, "python": c.python, "artifact": n} for c, n in zip(cells, names, strict=True)
+        ]
+    }
 
 
 def emit(outputs: dict[str, str], github_output: Optional[str]) -> None:

@@ -11,8 +11,9 @@ current-task slot (``_enter_task``/``_leave_task``); a loop without them is serv
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from importlib import metadata
-from typing import Any, Callable, cast
+from typing import Any, cast
 
 from packaging.version import InvalidVersion, Version
 

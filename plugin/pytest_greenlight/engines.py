@@ -11,9 +11,10 @@ import contextlib
 import os
 import sys
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import sqlalchemy
 from sqlalchemy import event

@@ -8,9 +8,9 @@ function-scoped loops fails with "attached to a different loop", and one dispose
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from typing import Any, Callable, Literal, Union
+from typing import Any, Literal, Union
 
 import pytest
 from sqlalchemy import event

@@ -8,9 +8,10 @@ attribute expired by ``commit()``, or a helper of the user's. In production (out
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from types import FrameType
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import sqlalchemy
 from sqlalchemy import exc as sa_exc

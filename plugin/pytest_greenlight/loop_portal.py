@@ -40,8 +40,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import threading
-from collections.abc import Coroutine
-from typing import Any, Callable, Optional
+from collections.abc import Callable, Coroutine
+from typing import Any, Optional
 
 from greenlet import GreenletExit, getcurrent
 

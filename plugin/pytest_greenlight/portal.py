@@ -29,8 +29,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import types
-from collections.abc import Awaitable, Coroutine, Generator
-from typing import Any, Callable, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from typing import Any, TypeVar
 
 from greenlet import GreenletExit, getcurrent, greenlet
 

@@ -13,8 +13,8 @@ import gc
 import sys
 import time
 import warnings
-from collections.abc import Awaitable
-from typing import Any, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy.exc import MissingGreenlet
