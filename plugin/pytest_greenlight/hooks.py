@@ -191,7 +191,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         from . import portal
 
         explanation = diagnostics.explain(call.excinfo.value, portal_enabled=portal.settings.enabled)
-        if explanation is diagnostics.DIFFERENT_LOOP:
+        if explanation is None or explanation is diagnostics.DIFFERENT_LOOP:
+            # A connection checked out on another loop than it was opened on is the cause even when the error's
+            # text does not say so (SQLAlchemy 2.1.0 reports the failed rollback that follows it instead).
             explanation = _name_the_loops(item) or explanation
         if explanation is not None:
             report.sections.append(("greenlight: why this failed", explanation))
