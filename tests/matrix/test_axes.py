@@ -93,9 +93,9 @@ def test_shipped_file_loads_and_expands() -> None:
     plans = axes.expand(matrix)
     by_tier = {tier: [p for p in plans if p.cell.tier == tier] for tier in ("support", "floor", "canary", "legacy")}
     # the product (6 x 3 x 8), pytest 8.4 next to 9 for 1.4/1.5 (4), floors (2 Pythons x 3 series), one canary,
-    # Python 3.9 as legacy (2 x 3): the count the README states
+    # no legacy Python (the plugin requires >= 3.10): the count the README states
     counts = {tier: len(found) for tier, found in by_tier.items()}
-    assert counts == {"support": 148, "floor": 6, "canary": 1, "legacy": 6}
+    assert counts == {"support": 148, "floor": 6, "canary": 1, "legacy": 0}
     ids = [p.cell.id for p in plans]
     assert {"py3.15-sa2.1-pa1.5-pt9", "py3.14-sa1.4-pa0.21-pt8.4", "py3.15-canary"} <= set(ids)
     # SQLAlchemy 2.1 needs Python >= 3.11: excluded on 3.10 with the metadata as the reason, never a beta
