@@ -10,7 +10,6 @@ current-task slot (``_enter_task``/``_leave_task``); a loop without them is serv
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from importlib import metadata
 from typing import Any, cast
@@ -196,12 +195,6 @@ def check_pytest_asyncio() -> str | None:
     return None
 
 
-def missing_greenlet_error() -> type[BaseException]:
-    from sqlalchemy import exc
-
-    return exc.MissingGreenlet
-
-
 def describe_versions() -> str:
     parts = []
     for dist in ("sqlalchemy", "greenlet", "pytest-asyncio", "anyio"):
@@ -211,7 +204,6 @@ def describe_versions() -> str:
     return ", ".join(parts)
 
 
-HAS_TASK_CONTEXT = sys.version_info >= (3, 11)
 # Session(join_transaction_mode=...) arrived in SQLAlchemy 2.0.
 HAS_JOIN_TRANSACTION_MODE = (installed_version("sqlalchemy") or Version("0")) >= Version("2.0")
 
