@@ -32,6 +32,7 @@ from typing import Any, Optional, Union
 
 from matrix import axes, collect
 from matrix.axes import Cell, Matrix, Subject
+from matrix.interpreter import HOST, Interpreter
 from matrix.paths import ROOT
 
 # Content that decides the scenario outcomes besides installed versions (directories are hashed *.py-wise).
@@ -89,8 +90,11 @@ def parse_compiled(text: str) -> dict[str, str]:
 RESOLUTION_TTL = 24 * 3600
 
 
-def _interpreter_identity(python: Path) -> str:
-    """The interpreter behind ``python`` (the cell's base interpreter or its venv's): resolved path and mtime."""
+def _interpreter_identity(python: Path, via: Interpreter = HOST) -> str:
+    """The interpreter behind ``python`` (the cell's base interpreter or its venv's): resolved path and mtime (in a
+    runtime root: the root, whose directory name carries its recipe's key, and the path there)."""
+    if via.root is not None:
+        return f"{via.identity}:{python}"
     try:
         real = Path(python).resolve()
         return f"{real}:{real.stat().st_mtime_ns}"
@@ -99,15 +103,15 @@ def _interpreter_identity(python: Path) -> str:
 
 
 def resolve_memoized(
-    python: Path, requirements: Sequence[str], memo_dir: Optional[Path], *, read: bool = True
+    python: Path, requirements: Sequence[str], memo_dir: Optional[Path], *, read: bool = True, via: Interpreter = HOST
 ) -> Resolution:
     """:func:`resolve`, re-using a resolution of the same requirements for the same interpreter made within
     ``RESOLUTION_TTL`` (``memo_dir``: None never re-uses; ``read=False``, as with ``--fresh``, resolves again and
     refreshes the memo)."""
     if memo_dir is None:
-        return resolve(python, requirements)
+        return resolve(python, requirements, via)
     start = time.perf_counter()
-    inputs = json.dumps({"python": _interpreter_identity(python), "requirements": list(requirements)})
+    inputs = json.dumps({"python": _interpreter_identity(python, via), "requirements": list(requirements)})
     path = memo_dir / f"{hashlib.sha256(inputs.encode()).hexdigest()[:32]}.json"
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))
@@ -115,7 +119,7 @@ def resolve_memoized(
             return Resolution(dict(stored["versions"]), time.perf_counter() - start)
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    found = resolve(python, requirements)
+    found = resolve(python, requirements, via)
     if found.versions is not None:
         memo_dir.mkdir(parents=True, exist_ok=True)
         temp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -124,18 +128,19 @@ def resolve_memoized(
     return found
 
 
-def resolve(python: Path, requirements: Sequence[str]) -> Resolution:
-    """Resolve without installing: ``uv pip compile`` for exactly this interpreter (its markers and tags)."""
+def resolve(python: Path, requirements: Sequence[str], via: Interpreter = HOST) -> Resolution:
+    """Resolve without installing: ``uv pip compile`` for exactly this interpreter (its markers and tags), run
+    where the interpreter runs (``via``: the host or its runtime root)."""
     start = time.perf_counter()
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
     env["UV_PYTHON_DOWNLOADS"] = "never"
-    command = [*_uv(), "pip", "compile", "--python", str(python), "--no-header", "--no-annotate", "-q", "-"]
-    done = subprocess.run(command, input="\n".join(requirements), capture_output=True, text=True, env=env, check=False)
+    command = [*via.uv(), "pip", "compile", "--python", str(python), "--no-header", "--no-annotate", "-q", "-"]
+    done = via.run(command, env, input="\n".join(requirements), capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         return Resolution(None, seconds, (done.stderr or done.stdout).strip()[-2000:])
     versions = parse_compiled(done.stdout)
-    exact = subprocess.run(
+    exact = via.run(
         [str(python), "-c", "import platform; print(platform.python_version())"],
         capture_output=True,
         text=True,
@@ -229,14 +234,19 @@ def cache_key(
     servers: Sequence[str],
     subject: Subject,
     pytest_args: Sequence[str] = (),
+    scope: Optional[Mapping[str, str]] = None,
 ) -> str:
-    payload = {
+    """The one hasher of what decides a result: a cell's (this module) or a shared scenario's (``matrix.share``,
+    which narrows ``versions`` and names the ``scope``)."""
+    payload: dict[str, Any] = {
         "versions": dict(sorted(versions.items())),
         "sources": sources_digest,
         "servers": sorted(servers),
         "subject": [subject.name, subject.requirement],
         "pytest_args": list(pytest_args),
     }
+    if scope:
+        payload["scope"] = dict(scope)
     return "sha256:" + hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -279,10 +289,11 @@ class CellCache:
         pytest_args: Sequence[str] = (),
         environ: Optional[Mapping[str, str]] = None,
         memo_dir: Optional[Path] = None,
+        via: Interpreter = HOST,
     ) -> None:
         start = time.perf_counter()
         requirements = cell_requirements(matrix, cell)
-        self.resolution = resolve_memoized(python, requirements, memo_dir, read=not fresh_requested(environ))
+        self.resolution = resolve_memoized(python, requirements, memo_dir, read=not fresh_requested(environ), via=via)
         self.digest = source_digest()
         self.servers = server_identities(matrix, environ)
         self.pytest_args = tuple(pytest_args)

@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from matrix import axes, collect, contract, lock
+from matrix import axes, collect, contract, lock, share
 from matrix.axes import Cell, Matrix, Subject
 from matrix.databases import Databases
 from matrix.install import inspect_env, install_cell, plugin_args, subject_plugins, uv_install
+from matrix.interpreter import HOST, Interpreter
 from matrix.outcome import CellOutcome, describe, outcome_of, run_id
 from matrix.paths import CELLS, PROVISION, RESULTS, ROOT
 from matrix.watchdog import (
@@ -61,6 +62,9 @@ class CellRunner:
     env_seconds: Optional[float] = None  # the environment's creation, measured by the caller
     interpreter: Optional[Path] = None  # the cell's base interpreter (the cache check needs no environment)
     make_environment: Optional[Callable[[], float]] = None  # creates the environment when the cell must run
+    # Where the cell's interpreter runs (the host, or a runtime root): every process started with it goes through
+    # via.command. None: the host, and results do not say where the interpreter came from.
+    via: Optional[Interpreter] = None
 
     def __post_init__(self) -> None:
         self.done: set[str] = set()  # subjects with a results file
@@ -107,7 +111,7 @@ class CellRunner:
                 self.say(f"{self.position}: {why}")
                 return [self.write(s, "install-failed", why) for s in self.matrix.subjects]
         self.say(f"{self.position}: installing into {self.python.parent.parent.name}")
-        installed = install_cell(self.python, self.matrix, self.cell)
+        installed = install_cell(self.python, self.matrix, self.cell, via=self.launcher)
         self.timings: dict[str, float] = {"install": installed.seconds}
         if self.env_seconds is not None:
             self.timings["environment"] = self.env_seconds
@@ -115,7 +119,7 @@ class CellRunner:
             last = (installed.message.strip().splitlines() or ["(no message)"])[-1]
             self.say(f"{self.position}: install failed: {last}")
             return [self.write(s, "install-failed", installed.message) for s in self.matrix.subjects]
-        self.versions, sqlite_version = inspect_env(self.python)
+        self.versions, sqlite_version = inspect_env(self.python, self.launcher)
         wrong = self.check_labels(self.versions)
         if wrong:
             return [self.write(s, "install-failed", wrong, self.versions) for s in self.matrix.subjects]
@@ -141,7 +145,7 @@ class CellRunner:
                     self.say(f"{self.position} ({subject.name}): install failed")
                     written.append(self.write(subject, "install-failed", message, versions=versions))
                     continue
-                versions, _ = inspect_env(self.python)
+                versions, _ = inspect_env(self.python, self.launcher)
             ready.append((subject, versions))
         with ThreadPoolExecutor(max_workers=max(1, len(ready)), thread_name_prefix="subject") as pool:
             futures = [pool.submit(self.guarded_subject, s, v, databases) for s, v in ready]
@@ -204,7 +208,7 @@ class CellRunner:
 
     def run_subject(self, subject: Subject, versions: Mapping[str, str], databases: Databases) -> Path:
         label = f"{self.position} ({subject.name})"
-        modules = subject_plugins(self.python, subject)
+        modules = subject_plugins(self.python, subject, self.launcher)
         key = f"{self.cell.id}__{subject.name}"
         out = self.work / f"{subject.name}.jsonl"
         out.unlink(missing_ok=True)
@@ -212,8 +216,9 @@ class CellRunner:
         xml.parent.mkdir(parents=True, exist_ok=True)
         redact = collect.make_redactor(databases.secrets)
         timings = dict(self.timings)
+        shared = self.share_config(subject, versions)
         with databases.for_run(key) as listed:
-            env = self.pytest_env(subject, listed, modules, out)
+            env = self.pytest_env(subject, listed, modules, out, shared)
             command = [
                 str(self.python),
                 "-m",
@@ -242,10 +247,12 @@ class CellRunner:
             # makes its database infra-error, and what this run recorded on it is not blamed on the subject.
             for name in databases.check_servers():
                 self.say(f"{label}: {name} stopped answering during the run: its results are infra-error")
+            share.forget(shared, databases.lost_pairs())  # what ran on a failed server is not for other cells
         timings["pytest"] = seconds
         status = "completed" if ran.status == "completed" else "crashed"
         path = self.write(subject, status, ran.reason, versions, databases, out, timings)
         after = f" (resumed past {resumed} hung scenario(s))" if resumed else ""
+        after += f" ({share.reused(json.loads(path.read_text()))} reused from other cells)" if shared else ""
         self.say(f"{label}: {describe(outcome_of(path))} in {seconds:.1f} s{after}")
         return path
 
@@ -266,7 +273,8 @@ class CellRunner:
             env[contract.WATCH_PLAN] = json.dumps(plan)
             remaining = self.matrix.run.subject_timeout - total
             stalled = stall_detector(events, limit)
-            ran = run_pytest(command, env, log, remaining, redact, stalled, append=attempt > 0, stop=self.stop)
+            argv, environment = self.launcher.command(command, env)  # in the runtime root, if the cell has one
+            ran = run_pytest(argv, environment, log, remaining, redact, stalled, append=attempt > 0, stop=self.stop)
             total += ran.seconds
             if ran.status != "hung" or total >= self.matrix.run.subject_timeout:
                 break
@@ -291,10 +299,23 @@ class CellRunner:
         local = {"python", *(s.distribution for s in self.matrix.subjects if s.is_local)}
         pinned.write_text("".join(f"{n}=={v}\n" for n, v in self.versions.items() if n not in local))
         assert subject.requirement is not None
-        return uv_install(self.python, [subject.requirement], constraints=pinned)
+        return uv_install(self.python, [subject.requirement], constraints=pinned, via=self.launcher)
+
+    def share_config(self, subject: Subject, versions: Mapping[str, str]) -> Optional[dict[str, Any]]:
+        """The share store's keys for this subject's run (:mod:`matrix.share`); None runs everything here."""
+        try:
+            return share.config(self.matrix, self.cell.id, subject, versions, self.results, self.pytest_args, self.run)
+        except Exception as exc:  # sharing only saves time: when it cannot decide, every scenario runs here
+            self.say(f"{self.position} ({subject.name}): not sharing ({type(exc).__name__}: {exc})")
+            return None
 
     def pytest_env(
-        self, subject: Subject, listed: list[dict[str, str]], modules: Sequence[str], out: Path
+        self,
+        subject: Subject,
+        listed: list[dict[str, str]],
+        modules: Sequence[str],
+        out: Path,
+        shared: Optional[Mapping[str, Any]] = None,
     ) -> dict[str, str]:
         env = contract.scenario_env(
             os.environ,
@@ -302,6 +323,7 @@ class CellRunner:
             databases=listed,
             plugin_args=plugin_args(modules),
             scenario_out=str(out),
+            share=shared,
         )
         env.update(
             PATH=os.pathsep.join([str(self.python.parent), env.get("PATH", "")]),
@@ -354,10 +376,22 @@ class CellRunner:
             lines=read,
             secrets=secrets,
             cache_key=self.cache_key(versions, subject) if versions else None,
+            interpreter=self.interpreter_record(versions),
             timings=timings,
             log=lambda message: self.say(f"{self.cell.id} {subject.name}: {message}"),
         )
         return collect.write_result(result, self.results)
+
+    @property
+    def launcher(self) -> Interpreter:
+        return self.via or HOST
+
+    def interpreter_record(self, versions: Optional[Mapping[str, str]]) -> Optional[dict[str, Optional[str]]]:
+        """The results file's ``interpreter``: the exact version that ran and where it came from (None: the
+        environment was never built)."""
+        if not versions or "python" not in versions:
+            return None
+        return {"version": versions["python"], "source": self.via.source if self.via else None}
 
     def cache_key(self, versions: Mapping[str, str], subject: Subject) -> str:
         """The key :mod:`matrix.cache` checks before installing; when what got installed differs from what it
@@ -380,7 +414,7 @@ class CellRunner:
         try:
             memo = self.results.parent / "cache" / "resolutions"
             self.cell_cache = cache.CellCache(
-                self.matrix, self.cell, self.interpreter or self.python, self.pytest_args, memo_dir=memo
+                self.matrix, self.cell, self.interpreter or self.python, self.pytest_args, memo_dir=memo, via=self.launcher
             )
         except Exception as exc:  # the cache only saves time: when it cannot decide, the cell runs
             self.say(f"{self.position}: cache check failed ({type(exc).__name__}: {exc}); running the cell")

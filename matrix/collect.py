@@ -143,6 +143,11 @@ def _scenario(entry: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(ran_on, str) and ran_on:
         # The scenario does not depend on the database: this entry repeats the result of its run there.
         scenario["ran_on"] = ran_on
+    ran_in = entry.get("ran_in")
+    if isinstance(ran_in, str) and ran_in:
+        # The scenario depends on neither pytest-asyncio nor pytest: this is the result of its run in that cell, with
+        # this cell's expectation and verdict (matrix.share).
+        scenario["ran_in"] = ran_in
     return scenario
 
 
@@ -203,12 +208,17 @@ def build_result(
     cache_key: Optional[str] = None,
     timings: Optional[Mapping[str, float]] = None,
     log: Optional[Callable[[str], None]] = None,
+    interpreter: Optional[Mapping[str, Optional[str]]] = None,
 ) -> dict[str, Any]:
     """Assemble one results document. ``databases`` entries: name, driver, status, reason, server_version."""
     if status not in STATUSES:
         raise ValueError(f"unknown cell status {status!r} (one of {STATUSES})")
     redact = make_redactor(secrets)
     lines = lines or Lines()
+    # One entry per (scenario, database, driver): a run resumed past a hung scenario reuses shared results again,
+    # and the last line written is the one that counts.
+    last = {(e.get("id"), e.get("database"), e.get("driver")): e for e in lines.entries}
+    lines = Lines(list(last.values()), lines.dropped)
     scenarios = [_scenario(entry) for entry in lines.entries]
     disagreements = 0
     for scenario, entry in zip(scenarios, lines.entries, strict=True):
@@ -244,6 +254,8 @@ def build_result(
         "status": status,
         "reason": reason,
         "versions": dict(versions or {}),
+        # The exact Python that ran and where it came from (PATH, or a runtime root): null when none was built.
+        "interpreter": dict(interpreter) if interpreter is not None else None,
         "databases": db_entries,
         "scenarios": scenarios,
         "summary": summarize(scenarios),

@@ -13,6 +13,7 @@ variable                   set by                              read by
 ``GREENLIGHT_RUN_ID``      noxfile                             every results file (``run_id``)
 ``GREENLIGHT_FRESH``       noxfile (``-- --fresh``)            cache
 ``GREENLIGHT_SMOKE``       noxfile (``-- --smoke``)            noxfile (the cells it lists), ``nox -j`` workers
+``GREENLIGHT_NO_SHARE``    noxfile (``-- --no-share``), user   cell runner (no reuse across cells: for comparison)
 ``GREENLIGHT_AXES``        the user                            noxfile (read once; cells get their plan)
 ``GREENLIGHT_BUILD``       the user                            paths
 ``GREENLIGHT_*_URL``       the user                            provisioner (never reaches the scenario run)
@@ -20,6 +21,7 @@ variable                   set by                              read by
 ``GREENLIGHT_DATABASES``   cell runner                         scenario suite (targets, with URLs)
 ``GREENLIGHT_PLUGIN_ARGS`` cell runner                         nested runs (the same ``-p`` plugins)
 ``GREENLIGHT_SCENARIO_OUT`` cell runner                        recorder (one JSON line per result)
+``GREENLIGHT_SHARE``       cell runner                         recorder (share store: dir, cell, keys, wait)
 ``GREENLIGHT_WATCH_OUT``   watchdog                            ``matrix.watch`` (start/end lines)
 ``GREENLIGHT_WATCH_PLAN``  watchdog                            ``matrix.watch`` (what to skip, what hung)
 ``GREENLIGHT_NESTED_DBS``  nested runner                       the inner conftest
@@ -38,6 +40,7 @@ INVOCATION = "GREENLIGHT_INVOCATION"
 RUN_ID = "GREENLIGHT_RUN_ID"
 FRESH = "GREENLIGHT_FRESH"
 SMOKE = "GREENLIGHT_SMOKE"
+NO_SHARE = "GREENLIGHT_NO_SHARE"
 AXES = "GREENLIGHT_AXES"
 BUILD = "GREENLIGHT_BUILD"
 POSTGRES_URL = "GREENLIGHT_POSTGRES_URL"
@@ -47,6 +50,7 @@ CELL = "GREENLIGHT_CELL"
 DATABASES = "GREENLIGHT_DATABASES"
 PLUGIN_ARGS = "GREENLIGHT_PLUGIN_ARGS"
 SCENARIO_OUT = "GREENLIGHT_SCENARIO_OUT"
+SHARE = "GREENLIGHT_SHARE"
 WATCH_OUT = "GREENLIGHT_WATCH_OUT"
 WATCH_PLAN = "GREENLIGHT_WATCH_PLAN"
 NESTED_DBS = "GREENLIGHT_NESTED_DBS"
@@ -91,6 +95,12 @@ def plugin_args(environ: Optional[Mapping[str, str]] = None) -> Optional[list[st
     return None if found is None else [str(a) for a in found]
 
 
+def share(environ: Optional[Mapping[str, str]] = None) -> Optional[dict[str, Any]]:
+    """``GREENLIGHT_SHARE``: where results shared across cells live and this run's keys (None: not shared)."""
+    found = json_value(SHARE, environ)
+    return None if not found else dict(found)
+
+
 def watch_plan(environ: Optional[Mapping[str, str]] = None) -> dict[str, Any]:
     return dict(json_value(WATCH_PLAN, environ, {}))
 
@@ -102,6 +112,7 @@ def scenario_env(
     databases: list[dict[str, str]],
     plugin_args: list[str],
     scenario_out: str,
+    share: Optional[Mapping[str, Any]] = None,
 ) -> dict[str, str]:
     """The environment of one scenario run: ``base`` without the scrubbed variables, plus the contract."""
     env = {k: v for k, v in base.items() if k not in SCRUBBED}
@@ -109,4 +120,8 @@ def scenario_env(
     env[DATABASES] = json.dumps(databases)
     env[PLUGIN_ARGS] = json.dumps(plugin_args)
     env[SCENARIO_OUT] = scenario_out
+    if share:
+        env[SHARE] = json.dumps(dict(share))
+    else:
+        env.pop(SHARE, None)
     return env

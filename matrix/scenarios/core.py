@@ -43,6 +43,15 @@ DEPENDS = ("python", "sqlalchemy", "pytest_asyncio", "pytest", "subject", "datab
 # For scenarios about pytest-asyncio's modes, loops and fixture scopes, anyio's marker or the plugin's own
 # report: what they check happens in pytest and the event loop, whatever database the inner test talks to.
 NOT_DATABASE = tuple(axis for axis in DEPENDS if axis != "database")
+# The test runner's axes: pytest-asyncio owns the loop and its lifetime, fixture scopes, cancellation at the end of a
+# loop scope (1.1) and loop factories (1.4); pytest owns collection, warnings and unraisable-exception handling.
+RUNNER_AXES = ("pytest_asyncio", "pytest")
+# For scenarios whose one function-scoped async test with sync fixtures checks SQLAlchemy, the driver or the
+# database: the same inputs give the same result whatever pytest-asyncio and pytest are, so the runner runs them
+# once per distinct value of the rest across cells (matrix.share) and records ``ran_in`` where it reuses one.
+NOT_RUNNER = tuple(axis for axis in DEPENDS if axis not in RUNNER_AXES)
+# What a rule on a key tests, as a ``depends`` axis: a rule on an axis means the result depends on it.
+RULE_AXIS = {**{axis: axis for axis in VERSION_AXES}, "subject": "subject", "driver": "database", "database": "database"}
 
 
 def version_matches(actual: str, spec: str) -> bool:
@@ -187,6 +196,12 @@ class Scenario:
         return "database" in self.depends
 
     @property
+    def runner_free(self) -> tuple[str, ...]:
+        """The test runner's axes this scenario does not depend on: across cells that differ only in those, one
+        run of it stands for all (see :mod:`matrix.share`)."""
+        return tuple(axis for axis in RUNNER_AXES if axis not in self.depends)
+
+    @property
     def category(self) -> str:
         return self.id.split("/", 1)[0]
 
@@ -225,8 +240,14 @@ def scenario(
     unknown = set(depends) - set(DEPENDS)
     if unknown:
         raise ValueError(f"scenario {id!r}: unknown axes in depends: {sorted(unknown)} (use {DEPENDS})")
-    if "database" not in depends and any(k in ("driver", "database") for r in unless for k, _ in r.conditions):
+    ruled = {RULE_AXIS[key] for rule in unless for key, _ in rule.conditions}
+    if "database" in ruled and "database" not in depends:
         raise ValueError(f"scenario {id!r} has rules on the database or driver, so it depends on the database")
+    if ruled - set(depends):
+        raise ValueError(f"scenario {id!r} has rules on {sorted(ruled - set(depends))}, so it depends on them")
+    if implicit_io and "pytest_asyncio" not in depends:
+        # The portal that serves implicit IO is put on the loops pytest-asyncio makes (loop factories, scopes).
+        raise ValueError(f"scenario {id!r} relies on implicit IO, so it depends on pytest_asyncio")
     declared = Scenario(id, " ".join(checks.split()), expect, tuple(unless), implicit_io, tuple(depends))
     known = REGISTRY.get(id)
     if known is not None and known != declared:

@@ -13,10 +13,12 @@ import json
 import os
 from collections.abc import Generator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 import pytest
 
+from matrix.scenarios import share
 from matrix.scenarios.core import Expect, current_axes, scenario_of
 from matrix.scenarios.support import Target, missing_dialect, redact, targets
 
@@ -133,26 +135,109 @@ def verdict(expect: Expect, outcome: str, names: list[str]) -> str:
     return "broken"  # an n/a scenario that ran anyway did not do what the catalogue says
 
 
+def _declared_target(item: pytest.Item) -> tuple[Any, Optional[Target]]:
+    params = getattr(item, "callspec", None)
+    target = params.params.get("db") if params is not None else None
+    return scenario_of(getattr(item, "obj", None)), target if isinstance(target, Target) else None
+
+
 class Recorder:
-    def __init__(self, path: Optional[str]) -> None:
+    def __init__(self, path: Optional[str], store: Optional[share.Store] = None) -> None:
         self.path = path
         self.axes = current_axes()
         self.phases: dict[str, list[_Phase]] = {}
+        self.store = store
+        self.claims: dict[str, tuple[Path, share.Claim]] = {}  # nodeid -> place, claim: this run writes them
+        self.waiting: list[tuple[pytest.Item, Path]] = []  # claimed by another run: waited for at the end
+
+    def place(self, item: pytest.Item) -> Optional[Path]:
+        """Where the item's result is shared across cells, or None (not shared)."""
+        declared, target = _declared_target(item)
+        if self.store is None or declared is None or target is None or not declared.per_database:
+            return None  # a scenario that stands for every database of its cell depends on the cell's databases
+        return self.store.place(declared.id, declared.runner_free, target.id)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        """Shared scenarios: reuse what is stored, claim what is free (run here), put off what another run holds."""
+        if self.store is None:
+            return
+        kept: list[pytest.Item] = []
+        dropped: list[pytest.Item] = []
+        for item in items:
+            place = self.place(item)
+            if place is None:
+                kept.append(item)
+                continue
+            if self.reuse(item, place):
+                dropped.append(item)
+                continue
+            claim = self.store.claim(place)
+            if claim is not None and self.reuse(item, place):  # written between the look and the claim
+                claim.release()
+                dropped.append(item)
+            elif claim is not None:
+                self.claims[item.nodeid] = (place, claim)
+                kept.append(item)
+            else:
+                dropped.append(item)
+                self.waiting.append((item, place))
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = kept
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, Any, None]:
+        """After this run's own scenarios: wait for each claim another run held, then reuse its result, or run the
+        scenario here when that run died (its claim is free and it wrote nothing) or never let go in time."""
+        outcome = yield
+        if self.store is None or outcome.excinfo is not None:
+            return
+        for item, place in self.waiting:
+            if session.shouldfail or session.shouldstop:
+                return
+            claim = self.store.wait_claim(place)
+            if self.reuse(item, place):
+                if claim is not None:
+                    claim.release()
+                continue
+            if claim is not None:
+                self.claims[item.nodeid] = (place, claim)
+            item.ihook.pytest_runtest_protocol(item=item, nextitem=None)
+
+    def reuse(self, item: pytest.Item, place: Path) -> bool:
+        """Record the stored result of another cell's run as this cell's (verdict against this cell's expectation),
+        with ``ran_in``; False when nothing is stored."""
+        stored = share.Store.read(place)
+        declared, target = _declared_target(item)
+        if stored is None or declared is None or target is None:
+            return False
+        entry = dict(stored["entry"])
+        expect = declared.resolve(self.axes.with_target(driver=target.driver, database=target.kind))
+        names = [str(n) for n in stored.get("names") or []]
+        entry.update(
+            expected="n/a" if expect.kind == "n/a" else str(expect),
+            verdict=verdict(expect, str(entry.get("outcome")), names),
+            duration=0.0,
+            ran_in=str(stored.get("ran_in")),
+        )
+        self.write(entry)
+        return True
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
         outcome = yield
         report: pytest.TestReport = outcome.get_result()
-        declared = scenario_of(getattr(item, "obj", None))
-        params = getattr(item, "callspec", None)
-        target = params.params.get("db") if params is not None else None
-        if declared is None or not isinstance(target, Target):
+        declared, target = _declared_target(item)
+        if declared is None or target is None:
             return
         phases = self.phases.setdefault(item.nodeid, [])
         phases.append(_phase(report, call.excinfo))
         if report.when == "teardown":  # pytest always runs teardown, also after a failed or skipped setup
-            entry = self.entry(declared, target, self.phases.pop(item.nodeid))
+            phases = self.phases.pop(item.nodeid)
+            entry = self.entry(declared, target, phases)
             self.write(entry)
+            self.share(item.nodeid, entry, compute_outcome(phases).names)
             if not declared.per_database:
                 for other in targets():
                     if other != target:
@@ -204,6 +289,19 @@ class Recorder:
             "ran_on": f"{ran.name}/{ran.driver}",
         }
 
+    def share(self, nodeid: str, entry: dict[str, Any], names: list[str]) -> None:
+        """Store a claimed scenario's result for other cells, then let go of the claim. A timeout is not stored: on
+        a busy machine it may be the machine's, and each cell finds out for itself."""
+        held = self.claims.pop(nodeid, None)
+        if held is None or self.store is None:
+            return
+        place, claim = held
+        try:
+            if entry["outcome"] != "timeout":
+                self.store.write(place, entry, names)
+        finally:
+            claim.release()
+
     def write(self, entry: dict[str, Any]) -> None:
         if not self.path:
             return
@@ -213,4 +311,5 @@ class Recorder:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.pluginmanager.register(Recorder(os.environ.get("GREENLIGHT_SCENARIO_OUT")), "greenlight-recorder")
+    recorder = Recorder(os.environ.get("GREENLIGHT_SCENARIO_OUT"), share.from_env())
+    config.pluginmanager.register(recorder, "greenlight-recorder")

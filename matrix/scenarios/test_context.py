@@ -32,6 +32,9 @@ async def loaded_parent(session, models):
     return (await session.execute(select(models.Parent).where(models.Parent.id == 1))).scalar_one()
 
 
+# depends: everything (the default), for every scenario here: async fixtures (pytest-asyncio runs them, on the
+# loop of their scope), contextvars copied from fixture to test (0.25), loop scopes (0.23/0.24), a sync fixture's
+# asyncio.run against the loop pytest-asyncio manages, and implicit IO through the portal put on that loop.
 @scenario(
     "context/lazy-load-in-test",
     checks="an object loaded in an async fixture, then its lazy relationship loaded in the test",

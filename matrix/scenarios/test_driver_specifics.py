@@ -7,9 +7,14 @@ import warnings
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, literal, select, text
 
-from matrix.scenarios.core import PASS, not_applicable, raises, scenario, when
+from matrix.scenarios.core import NOT_RUNNER, PASS, not_applicable, raises, scenario, when
 from matrix.scenarios.support import checked_out, make_engine, pooled_engine, unique_prefix
 
+
+# depends=NOT_RUNNER (every scenario below): one function-scoped async test with sync fixtures that disposes its
+# engine before it returns, about a driver's or a database's own behaviour (statement cache, autocommit, in-memory
+# SQLite, abandoned streams: warnings caught by the test itself): pytest-asyncio's loop handling and pytest cannot
+# change it.
 
 @scenario(
     "driver-specifics/asyncpg-statement-cache-after-ddl",
@@ -17,6 +22,7 @@ from matrix.scenarios.support import checked_out, make_engine, pooled_engine, un
     "same statement fails cleanly, and the one after that works again",
     expect=not_applicable("asyncpg's prepared-statement cache"),
     unless=[when(driver="asyncpg", expect=raises("sqlalchemy.exc.NotSupportedError"))],
+    depends=NOT_RUNNER,
 )
 @pytest.mark.asyncio
 async def test_asyncpg_statement_cache(db):
@@ -53,6 +59,7 @@ async def test_asyncpg_statement_cache(db):
     "insert is invisible to another connection and gone after rollback",
     expect=not_applicable("MySQL drivers' autocommit default"),
     unless=[when(database="mysql", expect=PASS)],
+    depends=NOT_RUNNER,
 )
 @pytest.mark.asyncio
 async def test_mysql_autocommit_off(db, models):
@@ -74,6 +81,7 @@ async def test_mysql_autocommit_off(db, models):
     checks="sqlite+aiosqlite:// (in-memory): a table created on one connection exists on the next one",
     expect=not_applicable("SQLite only"),
     unless=[when(database="sqlite", expect=PASS)],
+    depends=NOT_RUNNER,
 )
 @pytest.mark.asyncio
 async def test_aiosqlite_memory(db):
@@ -93,6 +101,7 @@ async def test_aiosqlite_memory(db):
     "driver-specifics/stream-left-early",
     checks="session.stream() and stream_scalars() abandoned after the first row and closed: the session keeps "
     "working, the driver is left no unread rows to warn about, and no connection stays checked out",
+    depends=NOT_RUNNER,
 )
 @pytest.mark.asyncio
 async def test_stream_left_early(db, models):

@@ -78,6 +78,8 @@ _STRICT_MODE = LAYOUTS.add(
 )
 
 
+# depends on pytest-asyncio and pytest, every scenario here: fixture styles, modes, loop scopes and markers are
+# exactly what they implement.
 @scenario(
     "fixture-styles/strict-mode",
     checks="asyncio_mode=strict: @pytest_asyncio.fixture (yield, async teardown) and @pytest.mark.asyncio tests",

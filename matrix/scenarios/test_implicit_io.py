@@ -40,6 +40,9 @@ async def children_count(engine, models):
         return len(parent.children)
 
 
+# depends: everything (the default): the engine comes from an async fixture, and implicit IO is served by the
+# portal put on the loop pytest-asyncio makes (its loop factory, its scope); the implicit-IO report is pytest's
+# terminal summary.
 @scenario(
     "implicit-io/lazy-load-in-fixture",
     checks="an async fixture lazily loads a relationship while building its value",

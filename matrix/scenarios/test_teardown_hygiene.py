@@ -82,6 +82,8 @@ HYGIENE.add(
 )
 
 
+# depends: everything (the default): what happens to connections when pytest-asyncio closes a test's loop (1.1
+# cancels what is left) and how pytest reports unraisable exceptions is the point.
 @scenario(
     "teardown-hygiene/undisposed-engine",
     checks="a test leaves its engine undisposed (pooled connection checked in); when it is collected after its "

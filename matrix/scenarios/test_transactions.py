@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import event, func, select
 
-from matrix.scenarios.core import not_applicable, scenario, when
+from matrix.scenarios.core import NOT_RUNNER, not_applicable, scenario, when
 from matrix.scenarios.support import Target, make_engine
 
 
@@ -32,6 +32,11 @@ async def _count(db: Target, models) -> int:
     finally:
         await engine.dispose()
 
+
+# depends=NOT_RUNNER for savepoint and commit-in-app-code-rolled-back: one function-scoped async test with sync
+# fixtures, explicit IO only, engine disposed before it returns; what it checks is SQLAlchemy's and the database's
+# transaction handling. rollback-per-test relies on implicit IO (a lazy load), so on the portal being put on the
+# loop pytest-asyncio makes: it depends on everything.
 
 @scenario(
     "transactions/rollback-per-test",
@@ -64,6 +69,7 @@ async def test_rollback_per_test(db, models):
 @scenario(
     "transactions/savepoint",
     checks="begin_nested(): a rolled-back savepoint discards its rows, a released one keeps them",
+    depends=NOT_RUNNER,
 )
 @pytest.mark.asyncio
 async def test_savepoint(db, models):
@@ -91,6 +97,7 @@ async def test_savepoint(db, models):
     checks="a fixture wraps the test in a connection-level transaction; the app's session.commit() inside the "
     "test only releases a savepoint, and the fixture's rollback leaves the table as it was",
     unless=[when(sqlalchemy="<2.0", expect=not_applicable("join_transaction_mode is new in SQLAlchemy 2.0"))],
+    depends=NOT_RUNNER,
 )
 @pytest.mark.asyncio
 async def test_commit_in_app_code_rolled_back(db, models):

@@ -184,10 +184,16 @@
         const name = el("span", s.id);
         name.append(el("small", checksOf(s), { class: "reason" }));
         // A scenario that does not depend on the database ran once per cell; its result stands for every database.
-        const where = s.ran_on ? `${s.database} / ${s.driver} (result of the run on ${s.ran_on}: ` +
+        // One that depends on neither pytest-asyncio nor pytest ran once across the cells that differ only there
+        // (ran_in): its verdict is still judged against this cell's expectation.
+        let where = s.ran_on ? `${s.database} / ${s.driver} (result of the run on ${s.ran_on}: ` +
           "this scenario does not depend on the database)" : `${s.database} / ${s.driver}`;
+        if (s.ran_in) {
+          where += ` (result of the run in cell ${s.ran_in}: this scenario does not depend on pytest-asyncio ` +
+            "or pytest)";
+        }
         return [name, s.category, where, s.expected, s.outcome, s.exception, verdict,
-          s.ran_on ? null : duration, message, trace];
+          s.ran_on || s.ran_in ? null : duration, message, trace];
       });
       const t = table(["scenario", "category", "database / driver", "expected", "outcome", "exception", "verdict",
         "duration", "message", "traceback"], rows);
