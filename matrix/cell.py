@@ -414,7 +414,12 @@ class CellRunner:
         try:
             memo = self.results.parent / "cache" / "resolutions"
             self.cell_cache = cache.CellCache(
-                self.matrix, self.cell, self.interpreter or self.python, self.pytest_args, memo_dir=memo, via=self.launcher
+                self.matrix,
+                self.cell,
+                self.interpreter or self.python,
+                self.pytest_args,
+                memo_dir=memo,
+                via=self.launcher,
             )
         except Exception as exc:  # the cache only saves time: when it cannot decide, the cell runs
             self.say(f"{self.position}: cache check failed ({type(exc).__name__}: {exc}); running the cell")

@@ -2,10 +2,12 @@
 # Run a command inside a runtime root (see matrix/runtime.py, which builds the command line).
 #
 # Usage: unshare --mount --propagation private -- sh enter_root.sh ROOT CWD CA_BUNDLE UV BIND... -- NAME=VALUE... COMMAND [ARG...]
+#    or: ... BIND... -- --inherit-env COMMAND [ARG...]
 #
 # It runs in a private mount namespace, so every mount made here disappears with the command, however it ends;
 # the host's mount table never shows them. The command then runs chrooted in ROOT, in CWD, with exactly the
-# NAME=VALUE environment, and keeps this process (exec): signals reach it directly.
+# NAME=VALUE environment (or, with --inherit-env, the one this script was started with: the caller gives a clean
+# one, and secrets stay off the command line), and keeps this process (exec): signals reach it directly.
 set -eu
 root=$1 cwd=$2 ca=$3 uv=$4
 shift 4
@@ -23,4 +25,8 @@ while [ "$1" != -- ]; do
     shift
 done
 shift
+if [ "${1:-}" = --inherit-env ]; then
+    shift
+    exec chroot "$root" /usr/bin/env -C "$cwd" "$@"
+fi
 exec chroot "$root" /usr/bin/env -i -C "$cwd" "$@"

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +16,7 @@ from typing import Optional
 
 from matrix import axes
 from matrix.axes import Cell, Matrix, Subject
+from matrix.interpreter import HOST, Interpreter
 from matrix.paths import ROOT
 
 BASE_PLUGINS = ("pytest_asyncio.plugin", "anyio.pytest_plugin", "pytest_timeout")
@@ -54,37 +52,39 @@ class Installed:
 
 
 def _uv() -> list[str]:
-    found = shutil.which("uv")
-    return [found] if found else [sys.executable, "-m", "uv"]
+    return HOST.uv()
 
 
-def uv_install(python: Path, requirements: Sequence[str], *, constraints: Optional[Path] = None) -> tuple[bool, str]:
-    """``uv pip install`` into the cell's environment; returns (ok, the resolver's/installer's message)."""
-    command = [*_uv(), "pip", "install", "--python", str(python), *requirements]
+def uv_install(
+    python: Path, requirements: Sequence[str], *, constraints: Optional[Path] = None, via: Interpreter = HOST
+) -> tuple[bool, str]:
+    """``uv pip install`` into the cell's environment (``via``: where the cell's interpreter runs, the host or a
+    runtime root); returns (ok, the resolver's/installer's message)."""
+    command = [*via.uv(), "pip", "install", "--python", str(python), *requirements]
     if constraints is not None:
         command += ["--constraint", str(constraints)]
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
     env["UV_PYTHON_DOWNLOADS"] = "never"
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    done = via.run(command, env, capture_output=True, text=True, check=False)
     return done.returncode == 0, (done.stderr or done.stdout).strip()
 
 
-def install_cell(python: Path, matrix: Matrix, cell: Cell, root: Path = ROOT) -> Installed:
+def install_cell(python: Path, matrix: Matrix, cell: Cell, root: Path = ROOT, *, via: Interpreter = HOST) -> Installed:
     """Install the cell; when the drivers break the resolution, keep the cell and drop only those drivers."""
     start = time.perf_counter()
     base = [*matrix.requirements(cell), "-e", str(root)]
     drivers = {driver: axes.DRIVERS[driver][1] for db in matrix.databases for driver in db.drivers}
-    ok, _ = uv_install(python, [*base, *sorted(set(drivers.values()))])
+    ok, _ = uv_install(python, [*base, *sorted(set(drivers.values()))], via=via)
     if ok:
         return Installed(True, seconds=time.perf_counter() - start)
-    ok, base_message = uv_install(python, base)
+    ok, base_message = uv_install(python, base, via=via)
     if not ok:
         return Installed(False, base_message, seconds=time.perf_counter() - start)
     # Add the drivers one at a time, always resolved together with the base and the drivers that went in.
     failed: dict[str, str] = {}
     kept: list[str] = []
     for driver, requirement in sorted(drivers.items()):
-        driver_ok, driver_message = uv_install(python, [*base, *kept, requirement])
+        driver_ok, driver_message = uv_install(python, [*base, *kept, requirement], via=via)
         if driver_ok:
             kept.append(requirement)
         else:
@@ -92,18 +92,18 @@ def install_cell(python: Path, matrix: Matrix, cell: Cell, root: Path = ROOT) ->
     return Installed(True, failed_drivers=failed, seconds=time.perf_counter() - start)
 
 
-def inspect_env(python: Path) -> tuple[dict[str, str], Optional[str]]:
+def inspect_env(python: Path, via: Interpreter = HOST) -> tuple[dict[str, str], Optional[str]]:
     """Exact versions of every package in the environment (plus ``python``) and the SQLite library version."""
-    done = subprocess.run([str(python), "-c", _VERSIONS_SCRIPT], capture_output=True, text=True, check=True)
+    done = via.run([str(python), "-c", _VERSIONS_SCRIPT], capture_output=True, text=True, check=True)
     found = json.loads(done.stdout)
     return dict(sorted(found["versions"].items())), found["sqlite"]
 
 
-def subject_plugins(python: Path, subject: Subject) -> list[str]:
+def subject_plugins(python: Path, subject: Subject, via: Interpreter = HOST) -> list[str]:
     """The modules named by the subject distribution's ``pytest11`` entry points (nothing for ``none``)."""
     if subject.distribution is None:
         return []
-    done = subprocess.run(
+    done = via.run(
         [str(python), "-c", _ENTRY_POINTS_SCRIPT, subject.distribution],
         capture_output=True,
         text=True,

@@ -21,6 +21,7 @@ import atexit
 import json
 import logging
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
-from matrix import axes, contract, rules
+from matrix import axes, contract, interpreter, rules, runtime
 from matrix.paths import BUILD, RESULTS, ROOT
 
 PLUGIN, BASELINE = "greenlight", "none"
@@ -50,25 +51,28 @@ def _session_cells(session: Any) -> Optional[list[str]]:
 
 def _runnable(cell_ids: list[str], matrix: axes.Matrix) -> set[str]:
     """The cells among ``cell_ids`` that will really run here (an interpreter, not excluded)."""
-    from matrix import run
-
     plans = {p.cell.id: p for p in axes.expand(matrix)}
     return {
-        c for c in cell_ids if c in plans and plans[c].excluded_reason is None and run.interpreter(plans[c].cell.python)
+        c
+        for c in cell_ids
+        if c in plans and plans[c].excluded_reason is None and interpreter.available(plans[c].cell.python)
     }
 
 
 def banner(matrix: axes.Matrix, environ: Optional[dict[str, str]] = None) -> list[str]:
     """What this run will not do, and why, said before the first cell spends any time."""
-    from matrix import run
-
     cells = matrix.cells()
     plans = {p.cell: p for p in axes.expand(matrix)}
     excluded = sum(1 for c in cells if plans[c].excluded_reason)
-    missing = sorted({c.python for c in cells if run.interpreter(c.python) is None}, key=axes._key)
+    pythons = sorted({c.python for c in cells}, key=axes._key)
+    missing = [v for v in pythons if not interpreter.available(v)]
+    in_root = [v for v in pythons if v not in missing and not shutil.which(f"python{v}")]
     lines = [f"matrix: {len(cells)} cells listed, {excluded} excluded by axes.toml or the lock's metadata"]
     if missing:
         lines.append(f"matrix: no interpreter here for Python {', '.join(missing)}: those cells are recorded not run")
+    if in_root:
+        built = "" if runtime.is_built() else " (built on first use: about a minute, once)"
+        lines.append(f"matrix: Python {', '.join(in_root)} not on PATH: run in Debian sid's runtime root{built}")
     servers = [db for db in matrix.databases if db.kind != "sqlite"]
     if servers:
         from matrix.provision import engine

@@ -12,11 +12,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from matrix import contract
 from matrix.axes import Cell, Matrix
@@ -32,6 +31,8 @@ from matrix.install import (
     subject_plugins,
     uv_install,
 )
+from matrix.interpreter import HOST, Interpreter
+from matrix.interpreter import find as find_interpreter
 from matrix.outcome import CellOutcome, SubjectOutcome, describe, run_id
 from matrix.paths import ROOT
 from matrix.watchdog import (
@@ -59,6 +60,7 @@ __all__ = [
     "SubjectOutcome",
     "Target",
     "_fit",
+    "_uv",
     "describe",
     "inspect_env",
     "install_cell",
@@ -99,7 +101,8 @@ def smoke(matrix: Matrix, have_python: Callable[[str], bool] = lambda v: bool(sh
 
 
 def interpreter(version: str) -> Optional[str]:
-    """The cell's Python on this machine (``python3.12`` on PATH), or None."""
+    """The cell's Python on PATH (``python3.12``), or None; :func:`matrix.interpreter.find` also looks for a
+    runtime root."""
     return shutil.which(f"python{version}")
 
 
@@ -110,13 +113,16 @@ def missing_interpreters_fail(argv: Sequence[str], environ: Optional[Mapping[str
     return bool(contract.text("CI", environ)) and "--no-error-on-missing-interpreters" not in argv
 
 
-def create_environment(python: str, location: Path) -> float:
-    """One uv environment for the cell (every subject shares it); returns the seconds it took."""
+def create_environment(python: Union[str, Interpreter], location: Path) -> float:
+    """One uv environment for the cell (every subject shares it), made where its interpreter runs (the host or
+    its runtime root); returns the seconds it took."""
+    via = python if isinstance(python, Interpreter) else HOST
+    executable = python.executable if isinstance(python, Interpreter) else python
     start = time.perf_counter()
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
     env["UV_PYTHON_DOWNLOADS"] = "never"
-    command = [*_uv(), "venv", "--clear", "--quiet", "--python", python, str(location)]
-    subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+    command = [*via.uv(), "venv", "--clear", "--quiet", "--python", executable, str(location)]
+    via.run(command, env, check=True, capture_output=True, text=True)
     return time.perf_counter() - start
 
 
@@ -128,17 +134,21 @@ def run_session(session: Any, cell: Cell, matrix: Matrix, *, fail_on_missing: bo
     The session has no nox-made environment (``venv_backend="none"``): a missing interpreter is found here, not
     by reading nox's log, and recorded ``interpreter-missing`` like any other outcome.
     """
-    found = interpreter(cell.python)
-    runner = CellRunner(matrix, cell, Path(session.env_dir) / "bin" / "python", say=session.log)
+    env_dir = Path(session.env_dir)
+    runner = CellRunner(matrix, cell, env_dir / "bin" / "python", say=session.log)
     runner.pytest_args = scenario_args(session.posargs)
-    if found is None and runner.plan.excluded_reason is None:
-        reason = f"Python interpreter {cell.python} not found"
-        outcome = runner.record_missing(f"{reason} on this machine")
-        return dataclasses.replace(outcome, error=reason if fail_on_missing else None, skipped=reason)
-    if found is not None:
-        runner.interpreter = Path(found)
+    if runner.plan.excluded_reason is None:
+        # PATH first, else the runtime root (built here on first use; its build log goes to the session's).
+        found = find_interpreter(cell.python, env_dir=env_dir, log=session.log)
+        if isinstance(found, str):
+            outcome = runner.record_missing(found)
+            return dataclasses.replace(outcome, error=found if fail_on_missing else None, skipped=found)
+        runner.interpreter = Path(found.executable)
+        runner.via = found
+        if found.root is not None:
+            session.log(f"{runner.position}: Python {cell.python} from the {found.source} ({found.root})")
         # Made only when the cell must run (not when its previous results are re-used).
-        runner.make_environment = lambda: create_environment(found, Path(session.env_dir))
+        runner.make_environment = lambda: create_environment(found, env_dir)
     with sigterm_as_interrupt():
         outcome = runner.execute()
     excluded = runner.plan.excluded_reason

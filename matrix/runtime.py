@@ -154,6 +154,13 @@ def build_root(
         return target
 
 
+def is_built(cache_dir: Path = CACHE_DIR, *, recipe: RootRecipe = PYTHONS, mirror: Optional[str] = None) -> bool:
+    """Whether the root of ``recipe`` is built and current (then :func:`build_root` returns it at once)."""
+    mirror = debian.mirror(mirror)
+    key = recipe.key(mirror)
+    return _complete(cache_dir.resolve() / f"{recipe.name}-{key}", key)
+
+
 def root_env(env: Optional[Mapping[str, str]] = None) -> dict[str, str]:
     """The environment of a command in a root: :data:`BASE_ENV`, the :data:`PASSED_THROUGH` host variables, then
     ``env``. The values travel on the command line (``env -i NAME=VALUE``): pass no secrets."""
@@ -170,16 +177,20 @@ def command_prefix(
     env: Optional[Mapping[str, str]] = None,
     binds: Sequence[Path] = (ROOT,),
     uv: Optional[str] = None,
+    inherit_env: bool = False,
 ) -> list[str]:
     """The argv prefix that runs the command appended to it inside ``root`` (see the module docstring).
 
     ``binds``: host directories mounted at the same path inside (the repository by default); ``cwd`` should be in
-    one of them. ``uv``: the host's uv binary (default: :func:`host_uv`).
+    one of them. ``uv``: the host's uv binary (default: :func:`host_uv`). ``inherit_env``: the command keeps the
+    environment the prefix is started with (give it :func:`root_env`'s; ``env`` is then ignored), so values that
+    must not show in the process list (database URLs with passwords) stay off the command line.
     """
     mounts = [str(Path(path).resolve()) for path in binds]
     for name in root_env(env):
         if not name.replace("_", "a").isalnum() or name[0].isdigit():
             raise RuntimeRootError(f"not an environment variable name: {name!r}")
+    environment = ["--inherit-env"] if inherit_env else [f"{name}={value}" for name, value in root_env(env).items()]
     return [
         "unshare",
         "--mount",
@@ -194,7 +205,7 @@ def command_prefix(
         str(host_uv(uv)),
         *mounts,
         "--",
-        *(f"{name}={value}" for name, value in root_env(env).items()),
+        *environment,
     ]
 
 

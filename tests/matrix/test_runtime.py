@@ -7,6 +7,7 @@ and so run only as root with debootstrap present or installable by apt-get.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import subprocess
@@ -185,3 +186,37 @@ def test_nothing_is_mounted_in_the_hosts_namespace_during_or_after_a_run(root: P
     failed = runtime.run_in_root(root, ["sh", "-c", "exit 3"], cwd=ROOT, env={}, timeout=60)
     assert failed.returncode == 3
     assert _mounts_under(root) == []
+
+
+@can_build
+@pytest.mark.skipif(bool(shutil.which("python3.15")), reason="python3.15 is on PATH: the cell would not use the root")
+def test_a_python_3_15_cell_runs_in_the_root_and_records_its_interpreter(root: Path, tmp_path: Path) -> None:
+    # `nox -s matrix` on a one-cell SQLite matrix of Python 3.15, which this host lacks: uv venv, uv pip install,
+    # the version probes and the scenario run all go through the root, and the results say so.
+    from tests.matrix.test_run_nox import nox
+
+    axes_text = """\
+[axes]
+python = ["3.15"]
+sqlalchemy = ["2.0"]
+pytest_asyncio = ["1"]
+
+[[databases]]
+name = "sqlite"
+kind = "sqlite"
+drivers = ["aiosqlite"]
+
+[[subjects]]
+name = "greenlight"
+requirement = "pytest-greenlight @ ."
+"""
+    done = nox(tmp_path, axes_text, "-s", "matrix", "--", "-k", "lazy_load_in_test")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Python 3.15 from the runtime root debian-sid python3.15" in done.stderr
+    document = json.loads((tmp_path / "build" / "results" / "py3.15-sa2.0-pa1__greenlight.json").read_text())
+    assert document["status"] == "completed", document["reason"]
+    assert document["interpreter"]["source"] == "runtime root debian-sid python3.15"
+    assert document["interpreter"]["version"] == document["versions"]["python"]
+    assert document["versions"]["python"].startswith("3.15.")
+    assert [(s["id"], s["verdict"]) for s in document["scenarios"]] == [("context/lazy-load-in-test", "works")]
+    assert document["databases"][0]["server_version"]  # the root's own SQLite library answered
