@@ -1,8 +1,8 @@
 """The compatibility badge: ``badge.json`` in the shields.io endpoint schema and a matching ``badge.svg``.
 
 The message counts grid cells (cell and database) of the plugin that work, out of those not excluded:
-"compat | 212/225 cells". The grid holds the support set's tiers only (``model.SUPPORT_TIERS``): canary and legacy
-cells are never counted. The colour is red as soon as the plugin is broken (or partly broken) in a cell of
+"compat | 212/225 cells". The grid holds the support set's tiers only (``matrix.rules.SUPPORT_TIERS``): canary and
+legacy cells are never counted. The colour is red as soon as the plugin is broken (or partly broken) in a cell of
 the support set, so a green badge can never hide a regression; yellow when nothing is broken but some cells
 did not run.
 """
@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 from xml.sax.saxutils import escape
 
-from reports.model import Grid, in_support_set
+from reports.verdicts import Grid, in_support_set
 
 LABEL = "compat"
 # shields.io named colours and the hex values its own renderer uses for them.

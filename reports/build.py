@@ -16,18 +16,11 @@ from pathlib import Path
 from typing import Optional
 
 from reports import badge, html, table
-from reports.model import (
-    Problem,
-    Run,
-    build_grid,
-    decode_file,
-    describe_regressions,
-    from_data,
-    load_results,
-    regressions,
-    to_data,
-)
+from reports.diffs import describe_regressions, regressions
+from reports.loading import decode_file, from_data, load_results, to_data
+from reports.results import Problem, Run
 from reports.safe import clean_text
+from reports.verdicts import build_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 

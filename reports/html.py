@@ -16,20 +16,18 @@ import jinja2
 from markupsafe import Markup
 
 from reports.badge import badge_data, render_svg
-from reports.model import (
-    SYMBOLS,
+from reports.diffs import (
     Change,
     Comparison,
-    Grid,
-    Run,
-    build_grid,
     compare_subjects,
     describe_regressions,
     diff_grids,
     diff_runs,
     regressions,
-    to_data,
 )
+from reports.loading import to_data
+from reports.results import Run
+from reports.verdicts import SYMBOLS, Grid, build_grid
 
 DATA_ID = "report-data"
 _DATA_BLOCK = re.compile(

@@ -10,7 +10,8 @@ import re
 from pathlib import Path
 from typing import Optional
 
-from reports.model import Grid, Run, natural_key
+from reports.results import Run, natural_key
+from reports.verdicts import Grid
 
 START, END = "<!-- facts:start -->", "<!-- facts:end -->"
 MARKS = {"works": "✅ works", "broken": "❌ broken", "not-run": "⏸ not run", "excluded": "⊘ excluded"}

@@ -19,7 +19,7 @@
     pytest_asyncio: (e) => e.r.cell.pytest_asyncio, verdict: (e) => e.s.verdict,
   };
 
-  // The data stores each scenario's "checks" sentence once (see reports/model.py to_data).
+  // The data stores each scenario's "checks" sentence once (see reports/loading.py to_data).
   const checksOf = (s) => s.checks || DATA.checks[s.id] || "";
 
   function el(tag, text, attrs) {

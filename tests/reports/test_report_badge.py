@@ -12,7 +12,8 @@ import pytest
 
 from reports.badge import COLOURS, badge_data, render_svg
 from reports.build import build
-from reports.model import build_grid, load_results, support_glob
+from reports.loading import load_results
+from reports.verdicts import build_grid, support_glob
 from tests.reports.results_factory import DATABASES, Spec, fabricate_run
 
 # https://shields.io/badges/endpoint-badge: required keys and the types of the optional ones.

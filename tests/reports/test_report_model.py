@@ -1,4 +1,5 @@
-"""reports.model on results files written by the tests: loading, verdicts, subject comparison and history."""
+"""reports.loading, verdicts and diffs on results files written by the tests: loading, verdicts, subject comparison
+and history."""
 
 from __future__ import annotations
 
@@ -7,17 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from reports.model import (
-    build_grid,
-    cell_verdict,
-    compare_subjects,
-    diff_grids,
-    diff_runs,
-    from_data,
-    load_results,
-    to_data,
-    version_changes,
-)
+from reports.diffs import compare_subjects, diff_grids, diff_runs, version_changes
+from reports.loading import from_data, load_results, to_data
+from reports.verdicts import build_grid, cell_verdict
 from tests.reports.results_factory import (
     ASYNCIOS,
     DATABASES,

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from reports.build import build
 from reports.html import extract_data
-from reports.model import load_results
+from reports.loading import load_results
 from reports.safe import MESSAGE_CAP, clean_text
 from tests.reports.results_factory import PASSWORD, XSS, Spec, fabricate_run, result, write
 
