@@ -130,12 +130,12 @@ def lint(session: nox.Session) -> None:
 # `nox -l` as e.g. matrix(py3.12-sa2.1-pa1.5-pt9); select with -p 3.12, -k "sa2_1 and pa1_5" or -k floor (tags:
 # each label and the tier) or -t matrix. Arguments after -- go to the scenario run (e.g. -- -k lazy).
 # Data flows one way: axes.toml is read here, once; each cell's session gets its cell and this matrix.
-from matrix import axes, contract, progress  # noqa: E402  (needs ROOT on sys.path, set above)
+from matrix import axes, axes_file, contract, progress  # noqa: E402  (needs ROOT on sys.path, set above)
 
 AXES_FILE = Path(contract.text(contract.AXES, default=str(axes.DEFAULT_PATH)))
 try:
-    MATRIX: axes.Matrix | None = axes.load(AXES_FILE)
-except axes.AxesError as error:
+    MATRIX: axes.Matrix | None = axes_file.load(AXES_FILE)
+except axes_file.AxesError as error:
     MATRIX = None
     print(f"greenlight: {error}\ngreenlight: the matrix sessions are off until it is fixed", file=sys.stderr)
     AXES_ERROR = str(error)

@@ -65,6 +65,8 @@ class CellRunner:
     # Where the cell's interpreter runs (the host, or a runtime root): every process started with it goes through
     # via.command. None: the host, and results do not say where the interpreter came from.
     via: Optional[Interpreter] = None
+    # Server databases the run's banner already said no cell can have (no engine, no URL): not repeated per cell.
+    announced: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         self.done: set[str] = set()  # subjects with a results file
@@ -395,15 +397,18 @@ class CellRunner:
 
     def cache_key(self, versions: Mapping[str, str], subject: Subject) -> str:
         """The key :mod:`matrix.cache` checks before installing; when what got installed differs from what it
-        resolved (a driver dropped, a release in between), the older content-only key, which never matches it."""
+        resolved (a driver dropped, a release in between), the same hasher over what got installed (the editable
+        plugin among it), which no resolution matches."""
+        from matrix import cache
+
         cell_cache = getattr(self, "cell_cache", None)
         resolved = cell_cache.resolution.versions if cell_cache is not None else None
         key = cell_cache.key(subject) if cell_cache is not None else None
         if key is not None and resolved is not None and all(versions.get(n) == v for n, v in resolved.items()):
             return key
-        images = [f"{db.name}={db.image}|{db.offline_image}" for db in self.matrix.databases]
-        sources = [ROOT / "matrix" / "scenarios", ROOT / "plugin" / "pytest_greenlight"]
-        return collect.cache_key(versions, [s for s in sources if s.exists()], images)
+        digest = cell_cache.digest if cell_cache is not None else cache.source_digest()
+        servers = cell_cache.servers if cell_cache is not None else cache.server_identities(self.matrix)
+        return cache.cache_key(versions, digest, servers, subject, self.pytest_args)
 
     def reuse_previous(self) -> Optional[list[Path]]:
         """Re-use every subject's previous result when its cache key is unchanged (see :mod:`matrix.cache`)."""
@@ -449,7 +454,8 @@ class CellRunner:
         by_reason: dict[tuple[str, Optional[str]], list[str]] = {}
         for target in databases.targets:
             where = f"{target.database.name}/{target.driver}"
-            if target.status != "ok" and where not in said:
+            up_front = target.status == "not-run" and target.database.name in self.announced
+            if target.status != "ok" and where not in said and not up_front:
                 by_reason.setdefault((target.status, target.reason), []).append(where)
                 said.add(where)
         self._said = said

@@ -9,7 +9,6 @@ password is replaced by ``***`` and every text is capped at 4,000 characters.
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 import os
@@ -284,19 +283,3 @@ def write_result(result: Mapping[str, Any], directory: Union[str, Path]) -> Path
         Path(temp).unlink(missing_ok=True)
         raise
     return target
-
-
-def cache_key(versions: Mapping[str, str], sources: Iterable[Union[str, Path]], images: Iterable[str]) -> str:
-    """Hash of what decides a cell's outcome: resolved versions, scenario and plugin source, database
-    images."""
-    digest = hashlib.sha256()
-    digest.update(json.dumps(dict(sorted(versions.items()))).encode())
-    for root in sorted(Path(s) for s in sources):
-        files = sorted(root.rglob("*.py")) if root.is_dir() else [root]
-        for path in files:
-            if "__pycache__" in path.parts or not path.is_file():
-                continue
-            digest.update(str(path.relative_to(root.parent)).encode())
-            digest.update(path.read_bytes())
-    digest.update(json.dumps(sorted(images)).encode())
-    return f"sha256:{digest.hexdigest()}"

@@ -24,6 +24,13 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _runs(item: Scenario) -> str:
+    runs = "per database" if item.per_database else "once per cell"
+    if item.runner_free:  # matrix.share: one run per key stands for the cells that differ only there
+        runs += ", shared across " + " and ".join(a.replace("_", "-") for a in item.runner_free)
+    return runs
+
+
 def table() -> str:
     found = load_all()
     order = {category: index for index, category in enumerate(CATEGORIES)}
@@ -36,7 +43,7 @@ def table() -> str:
     for item in rows:
         lines.append(
             f"| `{item.id}` | {item.category} | {_cell(item.checks)} | {_cell(item.describe())} | "
-            f"{'yes' if item.implicit_io else ''} | {'per database' if item.per_database else 'once per cell'} |"
+            f"{'yes' if item.implicit_io else ''} | {_runs(item)} |"
         )
     lines.append(END)
     return "\n".join(lines)

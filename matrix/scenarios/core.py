@@ -51,7 +51,12 @@ RUNNER_AXES = ("pytest_asyncio", "pytest")
 # once per distinct value of the rest across cells (matrix.share) and records ``ran_in`` where it reuses one.
 NOT_RUNNER = tuple(axis for axis in DEPENDS if axis not in RUNNER_AXES)
 # What a rule on a key tests, as a ``depends`` axis: a rule on an axis means the result depends on it.
-RULE_AXIS = {**{axis: axis for axis in VERSION_AXES}, "subject": "subject", "driver": "database", "database": "database"}
+RULE_AXIS = {
+    **{axis: axis for axis in VERSION_AXES},
+    "subject": "subject",
+    "driver": "database",
+    "database": "database",
+}
 
 
 def version_matches(actual: str, spec: str) -> bool:

@@ -18,6 +18,7 @@ runner's sake would be one more version in every cell's results and keys).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -45,10 +46,8 @@ class Claim:
     fd: int
 
     def release(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             os.close(self.fd)
-        except OSError:
-            pass
 
 
 @dataclass(frozen=True)

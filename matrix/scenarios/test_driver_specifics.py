@@ -10,11 +10,11 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, literal, select
 from matrix.scenarios.core import NOT_RUNNER, PASS, not_applicable, raises, scenario, when
 from matrix.scenarios.support import checked_out, make_engine, pooled_engine, unique_prefix
 
-
 # depends=NOT_RUNNER (every scenario below): one function-scoped async test with sync fixtures that disposes its
 # engine before it returns, about a driver's or a database's own behaviour (statement cache, autocommit, in-memory
 # SQLite, abandoned streams: warnings caught by the test itself): pytest-asyncio's loop handling and pytest cannot
 # change it.
+
 
 @scenario(
     "driver-specifics/asyncpg-statement-cache-after-ddl",

@@ -32,6 +32,7 @@ LOCKS = {target.id: asyncio.Lock() for target in targets()}
 # >= 3.10), whichever loop that is. Where the portal is in place on pytest-asyncio's loops is checked, per
 # pytest-asyncio version, by the context and implicit-io scenarios, which depend on it.
 
+
 async def gather_all(*awaitables):
     """Like gather, but every task finishes before the first error is raised, so no task is still using a
     connection when the scenario disposes the engine (that would only add "Event loop is closed" noise)."""

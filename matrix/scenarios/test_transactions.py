@@ -38,6 +38,7 @@ async def _count(db: Target, models) -> int:
 # transaction handling. rollback-per-test relies on implicit IO (a lazy load), so on the portal being put on the
 # loop pytest-asyncio makes: it depends on everything.
 
+
 @scenario(
     "transactions/rollback-per-test",
     checks='application code commits through a session joined with join_transaction_mode="create_savepoint"; '

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from matrix import axes, cache, collect, run
+from matrix import axes, axes_file, cache, collect, run
 from tests.matrix.nox_env import clean_environ
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,7 +47,7 @@ name = "none"
 def small_matrix(tmp_path: Path) -> axes.Matrix:
     path = tmp_path / "axes.toml"
     path.write_text(SQLITE_ONLY.format(python=f"{sys.version_info[0]}.{sys.version_info[1]}"))
-    return axes.load(path)
+    return axes_file.load(path)
 
 
 # --- resolving without installing ---------------------------------------------------------------------------
@@ -110,6 +110,7 @@ def test_every_input_changes_the_key() -> None:
         (*base[:2], ["sqlite=embedded", "postgresql-17=img@sha256:1"], *base[3:]),
         (*base[:3], axes.Subject("none", None), ()),
         (*base[:4], ("-k", "lazy")),
+        (*base, {"shared": "pytest,pytest_asyncio"}),  # matrix.share's keys: never a cell's
     ]
     assert len({cache.cache_key(*v) for v in variants} | {key}) == len(variants) + 1
 
@@ -204,7 +205,7 @@ def test_fresh_flag_and_runner_flags_stay_out_of_pytest() -> None:
 
 
 def test_smoke_preset_is_the_newest_value_of_each_axis_on_this_machine(tmp_path: Path) -> None:
-    matrix = axes.load(axes.DEFAULT_PATH)
+    matrix = axes_file.load(axes.DEFAULT_PATH)
     smoke = run.smoke(matrix, have_python=lambda version: version not in ("3.14", "3.15"))
     assert [c.id for c in smoke.cells()] == ["py3.13-sa2.1-pa1.5-pt9"]
     everything = run.smoke(matrix, have_python=lambda version: True)

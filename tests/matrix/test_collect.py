@@ -234,14 +234,18 @@ def test_write_is_atomic_and_named(tmp_path: Path) -> None:
     assert json.loads(path.read_text(encoding="utf-8"))["status"] == "crashed"
 
 
-def test_cache_key_follows_versions_sources_and_images(tmp_path: Path) -> None:
-    source = tmp_path / "scenarios"
-    source.mkdir()
-    (source / "test_a.py").write_text("x = 1\n")
-    key = collect.cache_key({"sqlalchemy": "2.1.9"}, [source], ["postgres:17"])
-    assert key.startswith("sha256:")
-    assert key == collect.cache_key({"sqlalchemy": "2.1.9"}, [source], ["postgres:17"])
-    assert key != collect.cache_key({"sqlalchemy": "2.1.8"}, [source], ["postgres:17"])
-    assert key != collect.cache_key({"sqlalchemy": "2.1.9"}, [source], ["postgres:16"])
-    (source / "test_a.py").write_text("x = 2\n")
-    assert key != collect.cache_key({"sqlalchemy": "2.1.9"}, [source], ["postgres:17"])
+def test_ran_in_is_kept_and_documented() -> None:
+    """A result reused from another cell's run says which (reports/SCHEMA.md documents the optional field)."""
+    result = build(as_bytes(line(ran_in="py3.12-sa2.1-pa0.21-pt8.4"), line(id="gather/one-session")))
+    assert result["scenarios"][0]["ran_in"] == "py3.12-sa2.1-pa0.21-pt8.4"
+    assert "ran_in" not in result["scenarios"][1]
+    assert "`scenarios[].ran_in`" in SCHEMA.read_text(encoding="utf-8")
+
+
+def test_a_scenario_recorded_twice_counts_once_the_last_line() -> None:
+    """A run resumed past a hung scenario records the shared results it reuses again: one entry each."""
+    result = build(as_bytes(line(outcome="failed", verdict="broken"), line(ran_in="other-cell")))
+    on_sqlite = [s for s in result["scenarios"] if s["database"] == "sqlite"]
+    assert len(on_sqlite) == 1
+    assert on_sqlite[0]["verdict"] == "works"
+    assert on_sqlite[0]["ran_in"] == "other-cell"

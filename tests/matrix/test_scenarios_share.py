@@ -51,7 +51,8 @@ def run_cell(tmp: Path, cell: str, *args: str) -> tuple[dict[str, dict[str, Any]
 def test_a_later_cell_reuses_what_does_not_depend_on_the_runner(tmp_path: Path) -> None:
     first, output = run_cell(tmp_path, "cell-a", "-k", "one_session or lazy_load_in_test")
     assert set(first) == {SHARED, OWN}, output
-    assert "ran_in" not in first[SHARED] and "ran_in" not in first[OWN]
+    assert "ran_in" not in first[SHARED]
+    assert "ran_in" not in first[OWN]
     second, output = run_cell(tmp_path, "cell-b", "-k", "one_session or lazy_load_in_test")
     assert second[SHARED]["ran_in"] == "cell-a"
     assert second[SHARED]["duration"] == 0.0
@@ -92,4 +93,5 @@ def test_cells_side_by_side_run_each_shared_scenario_once(tmp_path: Path) -> Non
         ran_in = [lines[sid].get("ran_in") for lines in (a, b)]
         assert sorted(map(str, ran_in)) in (["None", "cell-a"], ["None", "cell-b"]), (sid, ran_in)
         assert a[sid]["verdict"] == b[sid]["verdict"] == "works"
-    assert "ran_in" not in a[OWN] and "ran_in" not in b[OWN]
+    assert "ran_in" not in a[OWN]
+    assert "ran_in" not in b[OWN]

@@ -117,7 +117,8 @@ def holder(tmp: Path, place: Path) -> Iterator[subprocess.Popen[str]]:
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     ) as process:
-        assert process.stdout is not None and process.stdout.readline().strip() == "claimed"
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "claimed"
         try:
             yield process
         finally:
@@ -167,9 +168,11 @@ def test_the_run_is_handed_its_store_through_the_contract(tmp_path: Path) -> Non
     shared = {"dir": str(tmp_path), "cell": "c", "keys": keys(), "wait": 1.0}
     env = contract.scenario_env({}, cell={}, databases=[], plugin_args=[], scenario_out="o", share=shared)
     store = from_env(env)
-    assert store is not None and store.cell == "c"
+    assert store is not None
+    assert store.cell == "c"
     place = store.place("gather/pool-timeout", ("pytest", "pytest_asyncio"), "sqlite-aiosqlite")
-    assert place is not None and place.name == "sqlite-aiosqlite.json"
+    assert place is not None
+    assert place.name == "sqlite-aiosqlite.json"
     assert store.place("gather/pool-timeout", (), "sqlite-aiosqlite") is None  # depends on both: never shared
     assert from_env(contract.scenario_env({}, cell={}, databases=[], plugin_args=[], scenario_out="o")) is None
 
@@ -181,10 +184,40 @@ def test_forget_removes_only_this_cells_results_for_failed_servers(tmp_path: Pat
     lost = mine.place("gather/x", ("pytest", "pytest_asyncio"), "postgresql-17-asyncpg")
     kept = mine.place("gather/x", ("pytest", "pytest_asyncio"), "sqlite-aiosqlite")
     other = theirs.place("gather/y", ("pytest", "pytest_asyncio"), "postgresql-17-asyncpg")
-    assert lost and kept and other
+    assert lost
+    assert kept
+    assert other
     mine.write(lost, {}, [])
     mine.write(kept, {}, [])
     theirs.write(other, {}, [])
     assert share.forget(shared, [("postgresql-17", "asyncpg")]) == 1
-    assert not lost.exists() and kept.exists() and other.exists()
+    assert not lost.exists()
+    assert kept.exists()
+    assert other.exists()
     assert json.loads(other.read_text())["ran_in"] == "cell-b"
+
+
+# --- the comparison of two runs (python -m matrix.compare) ------------------------------------------------------
+
+
+def test_compare_finds_verdicts_that_differ_between_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from matrix import collect, compare
+
+    def write(directory: Path, *lines: dict[str, object]) -> None:
+        result = collect.build_result(
+            run_id="r",
+            cell={"id": "py3.12-sa2.1-pa1.5-pt9"},
+            subject={"name": "greenlight"},
+            status="completed",
+            lines=collect.Lines([dict(line) for line in lines]),
+        )
+        collect.write_result(result, directory)
+
+    entry = {"id": "gather/x", "database": "sqlite", "driver": "aiosqlite", "expected": "pass", "outcome": "passed"}
+    write(tmp_path / "a", entry)
+    write(tmp_path / "b", {**entry, "ran_in": "py3.12-sa2.1-pa0.21-pt8.4"})
+    assert compare.main([str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    assert "1 reused (ran_in)" in capsys.readouterr().out
+    write(tmp_path / "b", {**entry, "outcome": "failed"})
+    assert compare.main([str(tmp_path / "a"), str(tmp_path / "b")]) == 1
+    assert "gather/x sqlite aiosqlite: works vs broken" in capsys.readouterr().out
