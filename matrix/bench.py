@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from matrix import axes, cache
+from matrix import axes, axes_file, cache
 from matrix.axes import Cell, Matrix
 from matrix.paths import ROOT
 
@@ -479,7 +479,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
     scenario_args = ["-k", args.keyword] if args.keyword else []
-    matrix = axes.load(os.environ.get("GREENLIGHT_AXES", axes.DEFAULT_PATH))
+    matrix = axes_file.load(os.environ.get("GREENLIGHT_AXES", axes.DEFAULT_PATH))
     build = ROOT / "build" / "bench"
     shutil.rmtree(build / "results", ignore_errors=True)
     jobs = (os.cpu_count() or 1) if args.jobs == "auto" else int(args.jobs)

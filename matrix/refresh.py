@@ -43,7 +43,7 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
-from matrix import axes, lock
+from matrix import axes, axes_file, lock
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_INDEX = "https://pypi.org/simple"
@@ -307,7 +307,7 @@ def main(argv: Optional[Sequence[str]] = None, log: Any = print) -> int:
     parser.add_argument("--replay", type=Path, help="read metadata from a recording instead of the index")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when the lock is out of date")
     args = parser.parse_args(argv)
-    matrix = axes.load(args.axes, definition_only=True)
+    matrix = axes_file.load(args.axes, definition_only=True)
     source: Source
     if args.replay:
         source = RecordedSource.from_file(args.replay)
@@ -328,7 +328,7 @@ def main(argv: Optional[Sequence[str]] = None, log: Any = print) -> int:
         return 0 if old == text else 1
     target.write_text(text, encoding="utf-8")
     log(f"axes: {target} {'unchanged' if old == text else 'written'}")
-    for line in describe(axes.load(args.axes)):
+    for line in describe(axes_file.load(args.axes)):
         log(line)
     return 0
 

@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def expected_pairs(axes: Path) -> set[tuple[str, str]]:
-    """Every (database name, driver) the matrix definition asks for, read through matrix.axes (one source)."""
+    """Every (database name, driver) the matrix definition asks for, read through matrix.axes_file (one source)."""
     sys.path.insert(0, str(ROOT))
-    from matrix.axes import load
+    from matrix.axes_file import load
 
     return {(db.name, driver) for db in load(axes).databases for driver in db.drivers}
 

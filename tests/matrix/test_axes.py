@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from matrix import axes
+from matrix import axes, axes_file
 
 SHIPPED = Path(axes.__file__).with_name("axes.toml")
 
@@ -62,8 +62,8 @@ reason = "other needs SQLAlchemy 2"
 
 
 def error_of(text: str) -> str:
-    with pytest.raises(axes.AxesError) as caught:
-        axes.parse(text, "axes.toml")
+    with pytest.raises(axes_file.AxesError) as caught:
+        axes_file.parse(text, "axes.toml")
     return str(caught.value)
 
 
@@ -74,7 +74,7 @@ def line_of(text: str, needle: str, occurrence: int = 1) -> int:
 
 
 def test_shipped_file_loads_and_expands() -> None:
-    matrix = axes.load(SHIPPED)
+    matrix = axes_file.load(SHIPPED)
     assert matrix.pythons == ("3.10", "3.11", "3.12", "3.13", "3.14", "3.15")
     assert matrix.sqlalchemy == ("1.4", "2.0", "2.1")
     assert matrix.pytest_asyncio == ("0.21", "0.23", "0.24", "0.26", "1.0", "1.1", "1.4", "1.5")
@@ -118,7 +118,7 @@ def test_shipped_file_loads_and_expands() -> None:
 
 
 def test_expand_small_file() -> None:
-    matrix = axes.parse(SMALL)
+    matrix = axes_file.parse(SMALL)
     plans = {p.cell.id: p for p in axes.expand(matrix)}
     assert list(plans) == [
         "py3.10-sa1.4-pa0.21",
@@ -142,7 +142,7 @@ def test_expand_small_file() -> None:
 
 
 def test_requirements_take_latest_patch_and_pins() -> None:
-    matrix = axes.parse(SMALL)
+    matrix = axes_file.parse(SMALL)
     assert matrix.requirements(axes.Cell("3.12", "2.1", "1")) == [
         "sqlalchemy[asyncio]==2.1.*",
         "pytest-asyncio==1.*",
@@ -152,7 +152,7 @@ def test_requirements_take_latest_patch_and_pins() -> None:
 
 
 def test_subjects() -> None:
-    matrix = axes.parse(SMALL)
+    matrix = axes_file.parse(SMALL)
     greenlight, none, other = matrix.subjects
     assert greenlight.is_local
     assert greenlight.distribution == "pytest-greenlight"
@@ -343,12 +343,12 @@ def test_missing_axes_table() -> None:
 
 
 def test_unreadable_file(tmp_path: Path) -> None:
-    with pytest.raises(axes.AxesError, match="cannot read the matrix definition"):
-        axes.load(tmp_path / "absent.toml")
+    with pytest.raises(axes_file.AxesError, match="cannot read the matrix definition"):
+        axes_file.load(tmp_path / "absent.toml")
 
 
 def test_load_reports_the_path(tmp_path: Path) -> None:
     path = tmp_path / "axes.toml"
     path.write_text(SMALL.replace('"3.12"]', '"3.12", "3.12"]', 1))
-    with pytest.raises(axes.AxesError, match=rf"^{re.escape(str(path))}:2: axes\.python: duplicate value"):
-        axes.load(path)
+    with pytest.raises(axes_file.AxesError, match=rf"^{re.escape(str(path))}:2: axes\.python: duplicate value"):
+        axes_file.load(path)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from matrix import axes, bench, collect
+from matrix import axes, axes_file, bench, collect
 
 OFFLINE_POSTGRES = "greenlight-offline/postgresql:15"
 
@@ -19,7 +19,7 @@ OFFLINE_POSTGRES = "greenlight-offline/postgresql:15"
 def test_session_and_environment_names_are_the_ones_nox_uses(tmp_path: Path) -> None:
     from nox.sessions import _normalize_path
 
-    matrix = axes.load(axes.DEFAULT_PATH)
+    matrix = axes_file.load(axes.DEFAULT_PATH)
     for cell in matrix.cells():
         name = bench.session_name(cell.id)
         assert name == f"matrix({cell.id})"
@@ -56,7 +56,7 @@ def test_cell_figures_split_overhead_from_scenario_time() -> None:
 
 
 def test_extrapolation_adds_overhead_to_scenario_time_and_divides_by_the_speedup() -> None:
-    matrix = axes.load(axes.DEFAULT_PATH)
+    matrix = axes_file.load(axes.DEFAULT_PATH)
     figures = bench.CellFigures("c", 1.0, 2.0, 1.0, {"a": 5.0, "b": 5.0}, startup=2.0)  # overhead 8
     estimate = bench.extrapolate(matrix, figures=[figures], scenarios_per_cell=600.0, speedup=1.5, jobs=2)
     assert estimate.cells == len(bench.runnable_cells(matrix))
@@ -93,7 +93,7 @@ def test_full_suite_reference_skips_subsets_reuses_and_partial_cells(tmp_path: P
 
 
 def test_runnable_cells_leave_out_excluded_cells_and_missing_interpreters() -> None:
-    matrix = axes.load(axes.DEFAULT_PATH)
+    matrix = axes_file.load(axes.DEFAULT_PATH)
     runnable = bench.runnable_cells(matrix)
     assert runnable
     assert all(shutil.which(f"python{c.python}") for c in runnable)
@@ -155,7 +155,7 @@ def test_container_starts_are_counted_from_docker_events_by_invocation_label() -
 def test_images_to_start_are_the_distinct_local_images_of_the_matrix() -> None:
     if not docker_ok():
         pytest.skip(f"needs a Docker engine and {OFFLINE_POSTGRES} (nox -s images)")
-    matrix = axes.load(axes.DEFAULT_PATH)
+    matrix = axes_file.load(axes.DEFAULT_PATH)
     images = bench.images_to_start(matrix)
     # one container per distinct image, however many cells; each database row has an image of its own
     assert len([i for i in images if i.startswith(OFFLINE_POSTGRES + "@")]) == 1

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from matrix.axes import load
+from matrix.axes_file import load
 from matrix.images import RECIPES, ImageBuildError, build_all
 from matrix.images.build import _remove_tree, check_server_version
 from matrix.images.recipes import ENTRYPOINTS, MARIADB_11_8, POSTGRESQL_15, TESTED

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from matrix import axes, lock, refresh
+from matrix import axes, axes_file, lock, refresh
 
 DATA = Path(__file__).with_name("data") / "pypi_metadata.json"
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +38,7 @@ def write_pyproject(tmp_path: Path, sqlalchemy: str = '"sqlalchemy>=1.4.24"') ->
 
 
 def lock_for(tmp_path: Path, sqlalchemy: str = '"sqlalchemy>=1.4.24"') -> tuple[axes.Matrix, dict]:
-    matrix = axes.load(SHIPPED, definition_only=True)
+    matrix = axes_file.load(SHIPPED, definition_only=True)
     data, problems = refresh.build_lock(matrix, write_pyproject(tmp_path, sqlalchemy), recorded())
     assert problems == []
     return matrix, data
@@ -84,7 +84,7 @@ def test_same_metadata_writes_the_same_file(tmp_path: Path) -> None:
 
 def test_shipped_lock_is_what_the_recording_gives() -> None:
     """The committed lock and the recording were taken together: replaying it reproduces the lock exactly."""
-    matrix = axes.load(SHIPPED, definition_only=True)
+    matrix = axes_file.load(SHIPPED, definition_only=True)
     data, _ = refresh.build_lock(matrix, ROOT / "pyproject.toml", recorded())
     data["source"] = json.loads((ROOT / "matrix" / "axes.lock.json").read_text())["source"]
     assert refresh.render(data) == (ROOT / "matrix" / "axes.lock.json").read_text()
@@ -92,7 +92,7 @@ def test_shipped_lock_is_what_the_recording_gives() -> None:
 
 def test_metadata_turns_impossible_cells_into_exclusions(tmp_path: Path) -> None:
     matrix, data = lock_for(tmp_path)
-    matrix = axes.load(SHIPPED, definition_only=True)
+    matrix = axes_file.load(SHIPPED, definition_only=True)
     import dataclasses
 
     matrix = dataclasses.replace(matrix, lock=lock.from_data(data))

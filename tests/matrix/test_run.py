@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from matrix import axes, collect, run
+from matrix import axes, axes_file, collect, run
 
 PASSWORD = "s3cr:t@/x"
 SMALL = """\
@@ -140,7 +140,7 @@ def test_a_hung_scenario_is_stepped_over_and_the_run_resumed(tmp_path: Path) -> 
     suite.mkdir()
     (suite / "pytest.ini").write_text("[pytest]\n")  # keep the project's configuration out
     (suite / "test_hang.py").write_text(HANGING_SUITE)
-    matrix = axes.parse(SMALL + "\n[run]\nscenario_timeout = 2\nsubject_timeout = 120\n")
+    matrix = axes_file.parse(SMALL + "\n[run]\nscenario_timeout = 2\nsubject_timeout = 120\n")
     said: list[str] = []
     runner = run.CellRunner(
         matrix, axes.Cell("3.12", "2.1", "1"), Path(sys.executable), say=said.append, work_root=tmp_path / "cells"
@@ -186,7 +186,7 @@ def small_matrix(extra: str = "") -> axes.Matrix:
         '[[databases]]\nname = "mariadb-11"\nkind = "mysql"\ndrivers = ["aiomysql"]\nimage = "mariadb:11"\n\n'
         '[[databases]]\nname = "postgresql-17"',
     )
-    return axes.parse(text + extra)
+    return axes_file.parse(text + extra)
 
 
 def test_unresolvable_cell_keeps_the_resolver_message(venv: Path) -> None:
@@ -254,7 +254,7 @@ def test_local_servers_fresh_database_per_run_and_one_run_per_server(
         "[[subjects]]",
         1,
     )
-    databases = run.Databases(axes.parse(text), tmp_path / "state", tmp_path, {})
+    databases = run.Databases(axes_file.parse(text), tmp_path / "state", tmp_path, {})
     status = {(t.database.name, t.driver): t for t in databases.targets}
     assert status[("postgresql-17", "asyncpg")].status == "ok"
     assert status[("postgresql-17", "asyncpg")].server_version
@@ -317,9 +317,9 @@ def test_interrupted_cell_still_writes_every_result(tmp_path: Path) -> None:
     script.write_text(
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from matrix import axes, run\n"
+        "from matrix import axes, axes_file, run\n"
         "run.install_cell = lambda *args, **kwargs: time.sleep(600)  # a slow install, to be interrupted\n"
-        f"matrix = axes.parse({SMALL!r})\n"
+        f"matrix = axes_file.parse({SMALL!r})\n"
         "runner = run.CellRunner(matrix, axes.Cell('3.12', '2.1', '1'), Path(sys.executable), say=print,\n"
         f"    results=Path({str(tmp_path / 'results')!r}), work_root=Path({str(tmp_path / 'cells')!r}), run='r1')\n"
         "with run.sigterm_as_interrupt():\n"

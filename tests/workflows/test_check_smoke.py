@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from matrix import axes
+from matrix import axes, axes_file
 from tests.workflows.tools import GITHUB
 
 SCRIPT = GITHUB / "scripts" / "check_smoke.py"
@@ -23,7 +23,7 @@ SCRIPT = GITHUB / "scripts" / "check_smoke.py"
 
 def results_file(subject: str = "greenlight") -> dict[str, Any]:
     """A completed results file in which one scenario passed on every (database, driver) of axes.toml."""
-    matrix = axes.load(axes.DEFAULT_PATH)
+    matrix = axes_file.load(axes.DEFAULT_PATH)
     pairs = [(db.name, driver) for db in matrix.databases for driver in db.drivers]
     return {
         "schema_version": 1,

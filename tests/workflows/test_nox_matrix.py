@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from packaging.version import Version
 
-from matrix import axes
+from matrix import axes, axes_file
 from tests.workflows.tools import GITHUB, ROOT, load_script, nox_command, run
 
 SCRIPT = GITHUB / "scripts" / "nox_matrix.py"
@@ -51,7 +51,7 @@ def script(command: str, stdin: str, tmp_path: Path) -> tuple[subprocess.Complet
 
 
 def test_plan_has_one_job_per_cell(listing: str, tmp_path: Path) -> None:
-    matrix = axes.load(axes.DEFAULT_PATH)
+    matrix = axes_file.load(axes.DEFAULT_PATH)
     result, outputs = script("plan", listing, tmp_path)
     assert result.returncode == 0, result.stderr
     jobs: list[dict[str, Any]] = json.loads(outputs["matrix"])["include"]
@@ -77,7 +77,7 @@ def test_every_planned_session_is_accepted_by_nox(listing: str, tmp_path: Path) 
 
 
 def test_newest_is_the_newest_of_each_axis(listing: str, tmp_path: Path) -> None:
-    matrix = axes.load(axes.DEFAULT_PATH)
+    matrix = axes_file.load(axes.DEFAULT_PATH)
     result, outputs = script("newest", listing, tmp_path)
     assert result.returncode == 0, result.stderr
     chosen = [s for s in json.loads(listing) if s["session"] == outputs["session"]]
