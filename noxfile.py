@@ -140,11 +140,12 @@ except axes_file.AxesError as error:
     print(f"greenlight: {error}\ngreenlight: the matrix sessions are off until it is fixed", file=sys.stderr)
     AXES_ERROR = str(error)
 
-# `nox -s matrix -- --fresh` (ignore previous results) and `-- --smoke` (newest value of each axis only) are
-# matrix options, not pytest's: environment variables carry them to the cells and to `nox -j` workers.
+# `nox -s matrix -- --fresh` (ignore previous results), `-- --smoke` (newest value of each axis only) and
+# `-- --no-share` (every scenario runs in every cell, no reuse across cells: to compare) are matrix options, not
+# pytest's: environment variables carry them to the cells and to `nox -j` workers.
 _POSARGS = sys.argv[sys.argv.index("--") + 1 :] if "--" in sys.argv else []
 _NOX_ARGS = sys.argv[: sys.argv.index("--")] if "--" in sys.argv else sys.argv
-for _flag, _variable in (("--fresh", contract.FRESH), ("--smoke", contract.SMOKE)):
+for _flag, _variable in (("--fresh", contract.FRESH), ("--smoke", contract.SMOKE), ("--no-share", contract.NO_SHARE)):
     if _flag in _POSARGS:
         os.environ[_variable] = "1"
 

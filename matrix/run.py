@@ -75,7 +75,7 @@ __all__ = [
 
 
 # Matrix options, not pytest's: noxfile.py turns them into environment variables that `nox -j` workers inherit.
-RUNNER_FLAGS = ("--fresh", "--smoke")
+RUNNER_FLAGS = ("--fresh", "--smoke", "--no-share")
 
 
 def scenario_args(posargs: Sequence[str]) -> tuple[str, ...]:

@@ -60,6 +60,7 @@ def _scenario(raw: Any, index: int) -> Scenario:
         message=_opt(raw.get("message"), MESSAGE_CAP),
         traceback=_opt(raw.get("traceback"), TRACEBACK_CAP),
         ran_on=_opt(raw.get("ran_on")),
+        ran_in=_opt(raw.get("ran_in")),
     )
 
 

@@ -63,6 +63,8 @@ class Scenario:
     traceback: Optional[str]
     # "<database>/<driver>" when the scenario does not depend on the database: this entry repeats that run's result.
     ran_on: Optional[str] = None
+    # The id of the cell whose run this result is (the scenario depends on neither pytest-asyncio nor pytest).
+    ran_in: Optional[str] = None
 
 
 @dataclass(frozen=True)

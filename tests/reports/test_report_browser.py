@@ -189,3 +189,22 @@ def test_real_results_and_screenshot(page: Any, fabricated: Path, tmp_path: Path
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "screenshot.png"), full_page=False)
     assert (SCREENSHOTS / "screenshot.png").stat().st_size > 10_000
+
+
+def test_a_result_of_another_cells_run_says_so_in_the_drilldown(page: Any, tmp_path: Path) -> None:
+    """``ran_in`` (matrix.share): the drill-down names the cell whose run it is and why that stands for this one."""
+    fabricate_run(tmp_path / "cur")
+    path = sorted((tmp_path / "cur").glob("*__greenlight.json"))[-1]
+    document = json.loads(path.read_text(encoding="utf-8"))
+    entry = document["scenarios"][0]
+    entry["ran_in"] = "py3.12-sa2.1-pa0.21"
+    path.write_text(json.dumps(document), encoding="utf-8")
+    index = build(tmp_path / "cur", tmp_path / "out", docs=None).index
+    page.goto(f"{index.as_uri()}#cell={document['cell']['id']}&subject=greenlight&database={entry['database']}")
+    rows = page.locator("#dd-scenarios tbody tr", has_text="result of the run in cell")
+    assert rows.count() == 1
+    assert (
+        "(result of the run in cell py3.12-sa2.1-pa0.21: this scenario does not depend on pytest-asyncio or pytest)"
+        in rows.inner_text()
+    )
+    assert entry["id"] in rows.inner_text()
