@@ -1,4 +1,4 @@
-"""matrix/bench.py: the figures it derives, checked against real nox naming, real pytest runs and real Docker."""
+"""matrix/bench*.py: the figures it derives, checked against real nox naming, real pytest runs and real Docker."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from matrix import axes, axes_file, bench, collect
+from matrix import axes, axes_file, bench, bench_figures, bench_measure, collect
 
 OFFLINE_POSTGRES = "greenlight-offline/postgresql:15"
 
@@ -21,9 +21,9 @@ def test_session_and_environment_names_are_the_ones_nox_uses(tmp_path: Path) -> 
 
     matrix = axes_file.load(axes.DEFAULT_PATH)
     for cell in matrix.cells():
-        name = bench.session_name(cell.id)
+        name = bench_measure.session_name(cell.id)
         assert name == f"matrix({cell.id})"
-        assert bench.venv_dir(tmp_path, cell.id) == Path(_normalize_path(str(tmp_path), name))
+        assert bench_measure.venv_dir(tmp_path, cell.id) == Path(_normalize_path(str(tmp_path), name))
 
 
 def result(cell: str, subject: str, timings: dict[str, float]) -> dict:
@@ -48,7 +48,7 @@ def test_cell_figures_split_overhead_from_scenario_time() -> None:
         result(cell, "none", {**shared, "pytest": 20.0}),
         result("py3.13-sa2.1-pa1", "none", {"reused": 0.8}),  # re-used: nothing measured, left out
     ]
-    [figures] = bench.cell_figures(results)
+    [figures] = bench_figures.cell_figures(results)
     figures.startup = 3.0
     assert figures.pytest == {"greenlight": 10.0, "none": 20.0}
     assert figures.scenario == pytest.approx(7.0 + 17.0)
@@ -57,9 +57,9 @@ def test_cell_figures_split_overhead_from_scenario_time() -> None:
 
 def test_extrapolation_adds_overhead_to_scenario_time_and_divides_by_the_speedup() -> None:
     matrix = axes_file.load(axes.DEFAULT_PATH)
-    figures = bench.CellFigures("c", 1.0, 2.0, 1.0, {"a": 5.0, "b": 5.0}, startup=2.0)  # overhead 8
-    estimate = bench.extrapolate(matrix, figures=[figures], scenarios_per_cell=600.0, speedup=1.5, jobs=2)
-    assert estimate.cells == len(bench.runnable_cells(matrix))
+    figures = bench_figures.CellFigures("c", 1.0, 2.0, 1.0, {"a": 5.0, "b": 5.0}, startup=2.0)  # overhead 8
+    estimate = bench_figures.extrapolate(matrix, figures=[figures], scenarios_per_cell=600.0, speedup=1.5, jobs=2)
+    assert estimate.cells == len(bench_figures.runnable_cells(matrix))
     assert estimate.per_cell_overhead == pytest.approx(8.0)
     assert estimate.cold_seconds == pytest.approx(estimate.cells * 608.0 / 1.5)
 
@@ -85,16 +85,16 @@ def test_full_suite_reference_skips_subsets_reuses_and_partial_cells(tmp_path: P
     write("py3.11-sa2.1-pa1", "greenlight", 40, pytest=150.0, reused=1.0)  # re-used: not a measurement
     write("py3.10-sa2.1-pa1", "greenlight", 40, pytest=150.0)
     write("py3.10-sa2.1-pa1", "none", 3, pytest=20.0)  # one subject ran a subset: the cell is no reference
-    found = bench.full_suite_reference(tmp_path, items_per_database=40)
+    found = bench_figures.full_suite_reference(tmp_path, items_per_database=40)
     assert found is not None
     assert found.cell == "py3.12-sa2.1-pa1"
     assert found.pytest == {"greenlight": 160.0, "none": 300.0}
-    assert bench.full_suite_reference(tmp_path, items_per_database=None) is None
+    assert bench_figures.full_suite_reference(tmp_path, items_per_database=None) is None
 
 
 def test_runnable_cells_leave_out_excluded_cells_and_missing_interpreters() -> None:
     matrix = axes_file.load(axes.DEFAULT_PATH)
-    runnable = bench.runnable_cells(matrix)
+    runnable = bench_figures.runnable_cells(matrix)
     assert runnable
     assert all(shutil.which(f"python{c.python}") for c in runnable)
     assert all(matrix.excluded_reason(c) is None for c in runnable)
@@ -102,10 +102,10 @@ def test_runnable_cells_leave_out_excluded_cells_and_missing_interpreters() -> N
 
 
 def test_pytest_startup_times_a_real_collect_only_run() -> None:
-    seconds = bench.pytest_startup(Path(sys.executable), rounds=1)
+    seconds = bench_measure.pytest_startup(Path(sys.executable), rounds=1)
     assert seconds is not None
     assert 0.05 < seconds < 120
-    assert bench.pytest_startup(Path("/nonexistent/python")) is None
+    assert bench_measure.pytest_startup(Path("/nonexistent/python")) is None
 
 
 def test_parse_start_events_counts_each_container_once() -> None:
@@ -116,7 +116,7 @@ def test_parse_start_events_counts_each_container_once() -> None:
         '{"status":"die","id":"bb","Actor":{"ID":"bb","Attributes":{"image":"img:2"}}}',
         "not json",
     ]
-    assert bench.parse_start_events("\n".join(lines)) == ["img:1", "img:2"]
+    assert bench_measure.parse_start_events("\n".join(lines)) == ["img:1", "img:2"]
 
 
 def docker_ok() -> bool:
@@ -135,7 +135,7 @@ def test_container_starts_are_counted_from_docker_events_by_invocation_label() -
     ids = []
     try:
         for labelled in (True, True, False):  # two of ours, one of someone else's
-            label = ["--label", f"{bench.LABEL_INVOCATION}={invocation}"] if labelled else []
+            label = ["--label", f"{bench_measure.LABEL_INVOCATION}={invocation}"] if labelled else []
             created = subprocess.run(
                 ["docker", "create", *label, "--entrypoint", "sh", OFFLINE_POSTGRES, "-c", "sleep 30"],
                 capture_output=True,
@@ -147,7 +147,7 @@ def test_container_starts_are_counted_from_docker_events_by_invocation_label() -
     finally:
         for cid in ids:
             subprocess.run(["docker", "rm", "-f", cid], capture_output=True, check=False)
-    starts = bench.count_container_starts(since - 1, time.time() + 1, invocation)
+    starts = bench_measure.count_container_starts(since - 1, time.time() + 1, invocation)
     assert starts == [OFFLINE_POSTGRES, OFFLINE_POSTGRES]
 
 
@@ -156,7 +156,7 @@ def test_images_to_start_are_the_distinct_local_images_of_the_matrix() -> None:
     if not docker_ok():
         pytest.skip(f"needs a Docker engine and {OFFLINE_POSTGRES} (nox -s images)")
     matrix = axes_file.load(axes.DEFAULT_PATH)
-    images = bench.images_to_start(matrix)
+    images = bench_measure.images_to_start(matrix)
     # one container per distinct image, however many cells; each database row has an image of its own
     assert len([i for i in images if i.startswith(OFFLINE_POSTGRES + "@")]) == 1
     assert len(images) <= len([db for db in matrix.databases if db.kind != "sqlite"])
