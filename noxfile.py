@@ -171,8 +171,10 @@ if MATRIX is not None:
 
         assert MATRIX is not None
         cell = axes.Cell(str(session.python), sqlalchemy, pytest_asyncio, pytest, tier)
-        progress.cell_start(session, MATRIX)  # the first cell of the run says what will not run, and why
-        outcome = run.run_session(session, cell, MATRIX, fail_on_missing=run.missing_interpreters_fail(_NOX_ARGS))
+        # The first cell of the run says what will not run, and why; the cells do not repeat it.
+        announced = progress.cell_start(session, MATRIX)
+        fail_on_missing = run.missing_interpreters_fail(_NOX_ARGS)
+        outcome = run.run_session(session, cell, MATRIX, fail_on_missing=fail_on_missing, announced=announced)
         progress.cell_done(session, outcome)  # time left; a plugin regression in the support set fails the run
         if outcome.error:
             session.error(outcome.error)

@@ -5,7 +5,8 @@
   results go.
 * Every cell ends with one line per subject (verdicts against the declared expectations: works / broken /
   not-run, see :func:`matrix.cell.describe`) and a progress line: cells done, and an estimate of the time left
-  from the cells that ran so far (sequential runs; ``nox -j`` workers do not know how many cells were selected).
+  from the cells that ran so far (under ``nox -j``, from the files of :mod:`matrix.selection`). Databases the banner
+  said no cell can have are not repeated by each cell.
 * A plugin regression (``greenlight`` broken on a scenario that works under ``none``, in a support-set cell:
   :func:`matrix.rules.comparison_kind`) fails that cell's nox session, so ``nox -s matrix`` exits non-zero.
 * At the end of the invocation (``atexit`` in the top-level process only): containers removed, cells by status
@@ -22,7 +23,6 @@ import json
 import logging
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -30,11 +30,11 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
-from matrix import axes, contract, interpreter, rules, runtime
+from matrix import axes, contract, interpreter, rules, runtime, selection
 from matrix.paths import BUILD, RESULTS, ROOT
 
 PLUGIN, BASELINE = "greenlight", "none"
-_state: dict[str, Any] = {"matrix": None, "started": None, "done": []}
+_state: dict[str, Any] = {"matrix": None, "started": None, "announced": []}
 
 
 def _session_cells(session: Any) -> Optional[list[str]]:
@@ -59,6 +59,25 @@ def _runnable(cell_ids: list[str], matrix: axes.Matrix) -> set[str]:
     }
 
 
+def unavailable_servers(matrix: axes.Matrix, environ: Optional[dict[str, str]] = None) -> tuple[list[str], str]:
+    """The server databases no cell of this run can have (no Docker engine answers and no URL names a server of
+    their kind), and why: said once by the banner, so the cells leave them out of their own not-run lines."""
+    servers = [db for db in matrix.databases if db.kind != "sqlite"]
+    if not servers:
+        return [], ""
+    from matrix.provision import engine
+
+    client, reason = engine.connect()
+    if client is not None:
+        client.close()
+        return [], ""
+    urls = {
+        kind: contract.text(var, environ)
+        for kind, var in (("postgresql", contract.POSTGRES_URL), ("mysql", contract.MYSQL_URL))
+    }
+    return [db.name for db in servers if not urls.get(db.kind)], str(reason)
+
+
 def banner(matrix: axes.Matrix, environ: Optional[dict[str, str]] = None) -> list[str]:
     """What this run will not do, and why, said before the first cell spends any time."""
     cells = matrix.cells()
@@ -75,20 +94,12 @@ def banner(matrix: axes.Matrix, environ: Optional[dict[str, str]] = None) -> lis
         lines.append(f"matrix: Python {', '.join(in_root)} not on PATH: run in Debian sid's runtime root{built}")
     servers = [db for db in matrix.databases if db.kind != "sqlite"]
     if servers:
-        from matrix.provision import engine
-
-        client, reason = engine.connect()
-        if client is not None:
-            client.close()
-        urls = {
-            kind: contract.text(var, environ)
-            for kind, var in (("postgresql", contract.POSTGRES_URL), ("mysql", contract.MYSQL_URL))
-        }
-        skipped = [db.name for db in servers if client is None and not urls.get(db.kind)]
+        skipped, reason = unavailable_servers(matrix, environ)
         if skipped:
             lines.append(
                 f"matrix: {', '.join(skipped)} will be not-run: {reason}, and no GREENLIGHT_POSTGRES_URL / "
-                "GREENLIGHT_MYSQL_URL is set (start an engine with .ci/docker.sh, or point those at servers)"
+                "GREENLIGHT_MYSQL_URL is set (start an engine with .ci/docker.sh, or point those at servers); "
+                "the cells do not say it again"
             )
         else:
             lines.append(f"matrix: databases: sqlite and {', '.join(db.name for db in servers)}")
@@ -96,44 +107,46 @@ def banner(matrix: axes.Matrix, environ: Optional[dict[str, str]] = None) -> lis
     return lines
 
 
-def cell_start(session: Any, matrix: axes.Matrix) -> None:
-    """Before a cell: the banner, once per invocation (the first cell of any nox process of the run says it)."""
+def cell_start(session: Any, matrix: axes.Matrix) -> list[str]:
+    """Before a cell: the banner, once per invocation (the first cell of any nox process of the run says it).
+    Returns the server databases the banner says no cell can have (the cell leaves them out of its own lines)."""
     _state["matrix"] = matrix
+    _state["cell_started"] = time.monotonic()
     if _state["started"] is None:
         _state["started"] = time.monotonic()
         listed = _session_cells(session) or []
-        # One cell per nox process is a `-j` worker (or a one-cell run): no estimate to make there.
+        # More than one cell in this nox process: a sequential run, whose manifest is the selection. One: a `nox
+        # -j` worker (or a one-cell run), which learns the selection from the top-level process's plan file.
         _state["planned"] = len(listed) if len(listed) > 1 else None
-        _state["runnable"] = _runnable(listed, matrix) if len(listed) > 1 else set()
+        _state["runnable"] = _runnable(listed, matrix) if len(listed) > 1 else None
+        _state["announced"] = unavailable_servers(matrix)[0]
     marker = BUILD / "progress" / f"{_safe(contract.text(contract.RUN_ID))}.started"
     marker.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except FileExistsError:
-        return
+        return list(_state["announced"])
     for line in banner(matrix):
         session.log(line)
+    return list(_state["announced"])
 
 
 def cell_done(session: Any, outcome: Any) -> None:
     """After a cell: progress and an estimate of the time left; a plugin regression in a support-set cell fails
     its session."""
     now = time.monotonic()
+    run = contract.text(contract.RUN_ID)
     ran = any("reused" not in _timings(s.path) and s.status == "completed" for s in outcome.subjects)
-    previous = _state["done"][-1][0] if _state["done"] else (_state["started"] or now)
-    _state["done"].append((now, ran, outcome.cell, now - previous))
-    done = _state["done"]
-    planned = _state.get("planned")
-    elapsed = now - (_state["started"] or now)
-    text = f"progress: {len(done)}{f' of {planned}' if planned else ''} cells done in {elapsed / 60:.1f} min"
-    durations = [seconds for _, did_run, _, seconds in done if did_run]
-    if planned:
-        left = _state.get("runnable", set()) - {cell for _, _, cell, _ in done}
-        if durations and left:
-            text += f", about {len(left) * statistics.median(durations) / 60:.1f} min left ({len(left)} cells to run)"
-        elif not left:
-            text += ", no cell left to run"
-    session.log(text)
+    selection.record_done(run, outcome.cell, now - (_state.get("cell_started") or now), ran)
+    done = selection.read_done(run)
+    planned, runnable = _state.get("planned"), _state.get("runnable")
+    elapsed, jobs = now - (_state["started"] or now), 1
+    plan = selection.read_plan(run) if planned is None else None
+    if plan is not None:  # a `nox -j` worker: the run's start, jobs and selection come from the top-level process
+        elapsed, jobs = max(0.0, time.time() - plan.started), plan.jobs
+        if plan.cells is not None and len(plan.cells) > 1:
+            planned, runnable = len(plan.cells), _runnable(plan.cells, _state["matrix"])
+    session.log(selection.progress_line(done, planned, runnable, elapsed, jobs))
     found = cell_regressions(outcome.written)
     if found:
         session.error(f"plugin regression in {outcome.cell} ({len(found)} scenario(s)): " + "; ".join(found[:5]))
@@ -376,3 +389,8 @@ def install(matrix: axes.Matrix, results: Path = RESULTS) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if contract.text(contract.INVOCATION) == str(os.getpid()):
         atexit.register(finish, results, contract.text(contract.RUN_ID))
+        argv = sys.argv[: sys.argv.index("--")] if "--" in sys.argv else sys.argv
+        listing = any(arg in ("-l", "--list", "--json") or arg.startswith("--list") for arg in argv)
+        if selection.parallel_jobs(argv) > 1 and not listing:
+            # `nox -j` workers know only their own cell: the top-level process says what was selected.
+            selection.record_plan(argv, contract.text(contract.RUN_ID))

@@ -126,17 +126,21 @@ def create_environment(python: Union[str, Interpreter], location: Path) -> float
     return time.perf_counter() - start
 
 
-def run_session(session: Any, cell: Cell, matrix: Matrix, *, fail_on_missing: bool = False) -> CellOutcome:
+def run_session(
+    session: Any, cell: Cell, matrix: Matrix, *, fail_on_missing: bool = False, announced: Sequence[str] = ()
+) -> CellOutcome:
     """The body of the ``matrix`` nox session for one cell, with the matrix the noxfile read and listed the cells
     from (the ``--smoke`` one included: the runner never reads axes.toml again). Returns the cell's outcome; the
     caller reports it (progress) and then skips or fails the session as ``outcome.skipped``/``outcome.error`` say.
 
     The session has no nox-made environment (``venv_backend="none"``): a missing interpreter is found here, not
-    by reading nox's log, and recorded ``interpreter-missing`` like any other outcome.
+    by reading nox's log, and recorded ``interpreter-missing`` like any other outcome. ``announced``: server
+    databases the run's banner said no cell can have; the cell does not say so again.
     """
     env_dir = Path(session.env_dir)
     runner = CellRunner(matrix, cell, env_dir / "bin" / "python", say=session.log)
     runner.pytest_args = scenario_args(session.posargs)
+    runner.announced = tuple(announced)
     if runner.plan.excluded_reason is None:
         # PATH first, else the runtime root (built here on first use; its build log goes to the session's).
         found = find_interpreter(cell.python, env_dir=env_dir, log=session.log)
