@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from matrix import runtime
+from matrix import debian, runtime
 from matrix.paths import BUILD, ROOT
 
 # Host variables that mean the same inside a root (by prefix); the rest name host paths (PATH, HOME, PYENV_*) or
@@ -147,7 +147,7 @@ def available(version: str, cache_dir: Path = runtime.CACHE_DIR) -> bool:
     if version not in runtime_versions():
         return False
     return runtime.is_built(cache_dir) or (
-        os.geteuid() == 0 and bool(runtime.debian.debootstrap_path() or shutil.which("apt-get"))
+        os.geteuid() == 0 and bool(debian.debootstrap_path() or shutil.which("apt-get"))
     )
 
 
