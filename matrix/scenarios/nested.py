@@ -2,6 +2,9 @@
 ``python -m pytest`` in a temporary directory, with the same explicit plugins as the outer run
 (``GREENLIGHT_PLUGIN_ARGS``) and the scenario's database in ``GREENLIGHT_NESTED_DB``.
 
+The files of a nested run are real modules in ``matrix/scenarios/layouts`` (see its ``__init__``), copied into
+the temporary directory under the names pytest collects there.
+
 A nested run is reported like any other scenario: when an inner test fails, :class:`NestedFailure` carries the inner
 exception's names, so the recorder records e.g. ``sqlalchemy.exc.MissingGreenlet`` rather than a wrapper.
 """
@@ -11,10 +14,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +27,9 @@ from matrix.scenarios.core import current_axes, version_matches
 from matrix.scenarios.support import Target, missing_dialect, representative, targets
 
 REPO = Path(__file__).resolve().parents[2]
+LAYOUTS = Path(__file__).with_name("layouts")
+# Shared by the inner modules: tables for the outer scenario's database, dropped when the inner module ends.
+INNER_CONFTEST = LAYOUTS / "inner_conftest.py"
 BASE_PLUGINS = ["-p", "pytest_asyncio.plugin", "-p", "anyio.pytest_plugin", "-p", "pytest_timeout"]
 INNER_TIMEOUT = 10  # per inner test
 # A whole nested run (several inner modules, one database, under "none" with its failures) can take longer than
@@ -92,41 +98,47 @@ class NestedResult:
 # Runs last (pytest collects files in name order): session-scoped finalizers then fail in its teardown, not in the
 # teardown of whichever scenario module happened to run last.
 _LAST = "test_zzz_session_end.py"
-_LAST_MODULE = "def test_session_end():\n    pass\n"
+_LAST_MODULE = LAYOUTS / "session_end.py"
+
+
+def own_run(layout: str) -> dict[str, Path]:
+    """The files of a scenario's nested run of its own: the inner conftest and ``layouts/<layout>/inner.py`` (as
+    ``test_inner.py``)."""
+    return {"conftest.py": INNER_CONFTEST, "test_inner.py": LAYOUTS / layout / "inner.py"}
 
 
 class NestedGroup:
     """Nested scenarios sharing one configuration: one pytest process runs all their inner modules
-    (``test_<name>.py``), and each scenario reads the results of its own module. Modules are added at import time,
-    so the first scenario to run starts the process with all of them.
+    (``layouts/<directory>/<name>.py``, copied as ``test_<name>.py``), and each scenario reads the results of its own
+    module. Modules are added at import time, so the first scenario to run starts the process with all of them.
 
     A module added with ``every_database=False`` (its scenario does not depend on the database) runs on the
     representative target only (:func:`~matrix.scenarios.support.representative`); the others on every target.
     ``isolated`` groups (garbage-collection scenarios) run one process per database instead, so that one database's
     leftovers cannot surface in another's test."""
 
-    def __init__(
-        self, key: str, *, conftest: str | None = None, args: Sequence[str] = (), isolated: bool = False
-    ) -> None:
+    def __init__(self, key: str, directory: Path, *, args: Sequence[str] = (), isolated: bool = False) -> None:
         self.key = key
-        self.conftest = conftest
+        self.directory = directory
         self.args = [*args, "--continue-on-collection-errors"]  # one broken module must not stop the others
         self.isolated = isolated
-        self.modules: dict[str, str] = {}
+        self.modules: dict[str, Path] = {}
         self.every_database: dict[str, bool] = {}
 
-    def add(self, name: str, text: str, *, applies: bool = True, every_database: bool = False) -> str:
+    def add(self, name: str, *, applies: bool = True, every_database: bool = False) -> None:
         """Register inner module ``test_<name>.py``; ``applies=False`` (the scenario is n/a here) leaves it out."""
+        source = self.directory / f"{name}.py"
+        if not source.is_file():
+            raise FileNotFoundError(f"the nested group {self.key!r} has no layout {source}")
         if applies:
-            self.modules[f"test_{name}.py"] = text
+            self.modules[f"test_{name}.py"] = source
             self.every_database[f"test_{name}.py"] = every_database
-        return text
 
     def run(self, name: str, db: Target) -> NestedResult:
         filename = f"test_{name}.py"
         if filename not in self.modules:
             raise NestedFailure(f"{filename} is not part of the nested group {self.key!r} here")
-        files = {"conftest.py": self.conftest or INNER_CONFTEST, **self.modules, _LAST: _LAST_MODULE}
+        files = {"conftest.py": INNER_CONFTEST, **self.modules, _LAST: _LAST_MODULE}
         only = {f: False for f, every in self.every_database.items() if not every}
         return run_nested(self.key, db, files, args=self.args, isolated=self.isolated, only=only).for_module(filename)
 
@@ -148,71 +160,15 @@ def ini_text(mode: str = "strict", extra: str = "") -> str:
     return "\n".join(lines) + "\n" + extra
 
 
-# Shared by the inner modules: tables for the outer scenario's database, dropped when the inner module ends.
-INNER_CONFTEST = """
-import gc
-import json
-import os
-
-import pytest
-from matrix.scenarios.nested import inner_targets
-from matrix.scenarios.support import create_tables, drop_tables, make_models, unique_prefix
-
-TARGETS = inner_targets()
-
-
-@pytest.fixture(scope="session", params=[t for _, t in TARGETS], ids=[i for i, _ in TARGETS])
-def db(request):
-    return request.param
-
-
-def pytest_collection_modifyitems(config, items):
-    first_only = set(json.loads(os.environ.get("GREENLIGHT_NESTED_FIRST_ONLY") or "[]"))
-    keep, drop = [], []
-    for item in items:
-        spec = getattr(item, "callspec", None)
-        ids = set(spec.id.split("-")) if spec is not None else set()
-        module = item.nodeid.split("::")[0]
-        (drop if module in first_only and ids and "DB0" not in ids else keep).append(item)
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-        items[:] = keep
-
-
-@pytest.hookimpl(hookwrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item, call):
-    if call.excinfo is not None:
-        gc.collect()  # see the outer conftest: keeps CPython 3.11's AST re-entrancy bug out of rendering
-    yield
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_runtest_teardown(item):
-    gc.collect()
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_collection_finish(session):
-    gc.freeze()  # see the outer conftest: collections then look only at what the inner tests made
-
-
-@pytest.fixture
-def models(db):
-    found = make_models(unique_prefix())
-    create_tables(db, found)
-    yield found
-    drop_tables(db, found)
-"""
-
 _RESULTS: dict[str, NestedResult] = {}
 # Strict-mode layouts of several categories (fixture styles, fixture scopes) share one nested run per database.
-STRICT_LAYOUTS = NestedGroup("strict-layouts")  # one process for every database
+STRICT_LAYOUTS = NestedGroup("strict-layouts", LAYOUTS / "strict")  # one process for every database
 
 
 def run_nested(
     key: str,
     db: Target,
-    files: Mapping[str, str],
+    files: Mapping[str, Path],
     *,
     ini: str | None = None,
     args: Sequence[str] = (),
@@ -244,16 +200,16 @@ def run_nested(
 def _run(
     directory: Path,
     usable: list[Target],
-    files: Mapping[str, str],
+    files: Mapping[str, Path],
     *,
     ini: str | None,
     args: Sequence[str],
     only: Mapping[str, bool],
 ) -> NestedResult:
-    """Write ``files`` (dedented) into ``directory`` and run pytest there in a fresh interpreter."""
+    """Copy ``files`` (name there -> layout file) into ``directory`` and run pytest there in a fresh interpreter."""
     (directory / "pytest.ini").write_text(ini if ini is not None else ini_text(), encoding="utf-8")
-    for name, text in files.items():
-        (directory / name).write_text(textwrap.dedent(text), encoding="utf-8")
+    for name, source in files.items():
+        shutil.copyfile(source, directory / name)
     probe = directory / "probe.jsonl"
     env = {
         **os.environ,

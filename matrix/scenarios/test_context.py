@@ -176,79 +176,9 @@ async def test_sync_fixture_asyncio_run(db, seeded_with_asyncio_run):
         await engine.dispose()
 
 
-def _scoped_layout() -> str:
-    """The same fixtures and tests, written the way this pytest-asyncio version wants loop scopes expressed."""
-    from matrix.scenarios.core import current_axes, version_matches
-
-    version = current_axes().pytest_asyncio
-    if version_matches(version, ">=0.24"):
-        fixture = '@pytest_asyncio.fixture(scope="{scope}", loop_scope="session")'
-        mark = '@pytest.mark.asyncio(loop_scope="session")'
-        loop = ""
-    elif version_matches(version, ">=0.23"):
-        # 0.23 runs each async fixture on the loop of its own scope: tests use the loop of their fixtures' scope.
-        fixture = '@pytest_asyncio.fixture(scope="{scope}")'
-        mark = '@pytest.mark.asyncio(scope="{scope}")'
-        loop = ""
-    else:  # 0.21/0.22: one loop for the session comes from overriding event_loop
-        fixture = '@pytest_asyncio.fixture(scope="{scope}")'
-        mark = "@pytest.mark.asyncio"
-        loop = """
-@pytest.fixture(scope="session")
-def event_loop():
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
-"""
-    blocks = ["import asyncio", "import pytest", "import pytest_asyncio", "from sqlalchemy import select",
-              "from sqlalchemy.ext.asyncio import AsyncSession", "from matrix.scenarios.support import make_engine",
-              loop]  # fmt: skip
-    for scope in ("function", "class", "module", "session"):
-        blocks.append(f"""
-{fixture.format(scope=scope)}
-async def engine_{scope}(db):
-    engine = make_engine(db)
-    yield engine
-    await engine.dispose()
-
-
-{fixture.format(scope=scope)}
-async def session_{scope}(engine_{scope}, models_{scope}):
-    async with AsyncSession(engine_{scope}) as session:
-        yield session
-
-
-class TestScope{scope.title()}:
-    {mark.format(scope=scope)}
-    async def test_explicit(self, session_{scope}, models_{scope}):
-        rows = (await session_{scope}.execute(select(models_{scope}.Child.name))).scalars().all()
-        assert sorted(rows) == ["c1", "c2"]
-
-    {mark.format(scope=scope)}
-    async def test_lazy(self, session_{scope}, models_{scope}):
-        parent = await session_{scope}.get(models_{scope}.Parent, 1)
-        assert len(parent.children) == 2
-""")
-    return "\n".join(blocks)
-
-
-_SCOPED_MODELS = "".join(
-    f'''
-@pytest.fixture(scope="{scope}")
-def models_{scope}(db):
-    found = make_models(unique_prefix())
-    create_tables(db, found)
-    yield found
-    drop_tables(db, found)
-'''
-    for scope in ("function", "class", "module", "session")
-)
-STRICT_LAYOUTS.add(
-    "engine_session_scopes",
-    "from matrix.scenarios.support import create_tables, drop_tables, make_models, unique_prefix\n"
-    + _scoped_layout()
-    + _SCOPED_MODELS,
-)
+# The layout (matrix/scenarios/layouts/strict/engine_session_scopes.py) writes its fixtures and tests the way the
+# installed pytest-asyncio wants loop scopes expressed.
+STRICT_LAYOUTS.add("engine_session_scopes")
 
 
 @scenario(

@@ -9,7 +9,7 @@ import pytest_asyncio
 from sqlalchemy import select
 
 from matrix.scenarios.core import NOT_DATABASE, PASS, not_applicable, raises, scenario, when
-from matrix.scenarios.nested import INNER_CONFTEST, NESTED_TIMEOUT, run_nested
+from matrix.scenarios.nested import NESTED_TIMEOUT, own_run, run_nested
 from matrix.scenarios.support import greenlight_marker, make_engine
 
 
@@ -110,34 +110,10 @@ async def test_strict_refuses(engine, models):
 )
 @pytest.mark.timeout(NESTED_TIMEOUT)
 def test_report_lists_sites(db):
-    test_module = """
-        import pytest
-        from sqlalchemy import select
-        from sqlalchemy.ext.asyncio import AsyncSession
-        from matrix.scenarios.support import greenlight_marker, make_engine
-
-
-        @pytest.mark.asyncio
-        async def test_two_sites(db, models):
-            engine = make_engine(db)
-            try:
-                async with AsyncSession(engine) as session:
-                    parent = (await session.execute(select(models.Parent))).scalar_one()
-                    assert len(parent.children) == 2  # SITE-A
-                    child = parent.children[0]
-                    await session.commit()
-                    assert child.name == "c1"  # SITE-B
-            finally:
-                await engine.dispose()
-    """
-    result = run_nested(
-        "implicit-io/report-lists-sites",
-        db,
-        {"conftest.py": INNER_CONFTEST, "test_inner.py": test_module},
-        every_database=False,
-    )
+    files = own_run("report_lists_sites")
+    result = run_nested("implicit-io/report-lists-sites", db, files, every_database=False)
     result.require(passed=1)
-    lines = test_module.splitlines()
+    lines = files["test_inner.py"].read_text(encoding="utf-8").splitlines()
     site_a = next(i for i, line in enumerate(lines, 1) if "SITE-A" in line)
     site_b = next(i for i, line in enumerate(lines, 1) if "SITE-B" in line)
     assert f"test_inner.py:{site_a}" in result.output, result.output[-3000:]

@@ -8,12 +8,10 @@ each inner module collects its own leftovers, so one module's leak cannot surfac
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 
 from matrix.scenarios.core import PASS, raises, scenario, when
-from matrix.scenarios.nested import NESTED_TIMEOUT, NestedGroup
+from matrix.scenarios.nested import LAYOUTS, NESTED_TIMEOUT, NestedGroup
 
 STRICT_WARNINGS = [
     "-W",
@@ -22,64 +20,10 @@ STRICT_WARNINGS = [
     "error::ResourceWarning",
 ]
 
-_HEADER = """
-    import gc
-
-    import pytest
-    from sqlalchemy import select
-    from sqlalchemy.ext.asyncio import AsyncSession
-    from matrix.scenarios.support import make_engine
-
-    LEFT = []
-"""
-
-
-def _module(body: str) -> str:
-    return textwrap.dedent(_HEADER) + textwrap.dedent(body)
-
-
-HYGIENE = NestedGroup("teardown-hygiene", args=STRICT_WARNINGS, isolated=True)
-HYGIENE.add(
-    "undisposed_engine",
-    _module("""
-        @pytest.mark.asyncio
-        async def test_leaves_engine(db, models):
-            engine = make_engine(db)
-            async with AsyncSession(engine) as session:
-                assert len((await session.execute(select(models.Child))).scalars().all()) == 2
-            LEFT.append(engine)  # never disposed
-
-
-        @pytest.mark.asyncio
-        async def test_next(db, models):
-            LEFT.clear()
-            gc.collect()  # the engine and its pooled connection go now, after their loop has closed
-            engine = make_engine(db)
-            try:
-                async with engine.connect() as conn:
-                    assert (await conn.execute(select(1))).scalar() == 1
-            finally:
-                await engine.dispose()
-    """),
-)
-HYGIENE.add(
-    "dispose_on_wrong_loop",
-    _module("""
-        @pytest.mark.asyncio
-        async def test_uses_engine(db, models):
-            engine = make_engine(db)
-            async with engine.connect() as conn:
-                assert (await conn.execute(select(1))).scalar() == 1
-            LEFT.append(engine)
-
-
-        @pytest.mark.asyncio
-        async def test_disposes_it(db, models):
-            engine = LEFT.pop()
-            await engine.dispose()  # its pooled connection belongs to the previous test's (closed) loop
-            gc.collect()
-    """),
-)
+# The inner modules: matrix/scenarios/layouts/teardown_hygiene/.
+HYGIENE = NestedGroup("teardown-hygiene", LAYOUTS / "teardown_hygiene", args=STRICT_WARNINGS, isolated=True)
+HYGIENE.add("undisposed_engine")
+HYGIENE.add("dispose_on_wrong_loop")
 
 
 # depends: everything (the default): what happens to connections when pytest-asyncio closes a test's loop (1.1

@@ -49,12 +49,11 @@ def run_suite(
     subject: str,
     databases: Sequence[dict[str, str]],
     *args: str,
-    extra_path: str = "",
     extra_plugins: Sequence[str] = (),
 ) -> tuple[list[dict[str, Any]], str]:
     """Run the suite like the matrix runner does; return the recorded lines and pytest's output.
 
-    ``extra_plugins`` (module names, importable from ``extra_path``) are loaded like the subject's plugins, so that
+    ``extra_plugins`` (module names, importable from the repository root) are loaded like the subject's plugins, so that
     they reach the nested pytest runs too (those take their plugins from GREENLIGHT_PLUGIN_ARGS).
     """
     tmp.mkdir(parents=True, exist_ok=True)
@@ -63,7 +62,7 @@ def run_suite(
     env = {
         **os.environ,
         "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), extra_path])),
+        "PYTHONPATH": str(REPO),
         "GREENLIGHT_CELL": json.dumps({"id": "test", "subject": subject}),
         "GREENLIGHT_DATABASES": json.dumps(list(databases)),
         "GREENLIGHT_PLUGIN_ARGS": json.dumps(plugins),
@@ -160,28 +159,13 @@ def test_local_servers_with_and_without_the_plugin(tmp_path: Path) -> None:
     run_both(tmp_path, [local("postgresql"), local("mariadb")])
 
 
-# Breaks what the pool-hygiene scenarios check: sessions never give their connection back.
-SABOTEUR = """
-import sqlalchemy.ext.asyncio
-
-
-async def _close_without_returning(self):
-    pass
-
-
-def pytest_configure(config):
-    sqlalchemy.ext.asyncio.AsyncSession.close = _close_without_returning
-"""
-
-
 @pytest.mark.timeout(SUITE_TIMEOUT)
 def test_pool_scenarios_see_leaked_connections(tmp_path: Path) -> None:
     """The same scenarios that work above are recorded broken once sessions stop returning connections."""
-    (tmp_path / "saboteur.py").write_text(SABOTEUR)
     picked = "concurrent_sessions or task_group or pool_overflow_waits"
-    lines, output = run_suite(
-        tmp_path / "run", "none", [sqlite(tmp_path)], "-k", picked, "-p", "saboteur", extra_path=str(tmp_path)
-    )
+    # tests/matrix/saboteurs/sessions_keep_connections.py: sessions never give their connection back.
+    saboteur = "tests.matrix.saboteurs.sessions_keep_connections"
+    lines, output = run_suite(tmp_path / "run", "none", [sqlite(tmp_path)], "-k", picked, "-p", saboteur)
     verdicts = {line["id"]: line["verdict"] for line in lines if line["verdict"] != "skipped"}
     assert verdicts, output
     assert set(verdicts.values()) == {"broken"}, verdicts

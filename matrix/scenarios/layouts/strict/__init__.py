@@ -1,0 +1,1 @@
+"""Strict-mode layouts of several categories (fixture styles, fixture scopes): one nested run per database."""
