@@ -11,7 +11,8 @@ inside the scenario run). The key is the cell cache's (:func:`matrix.cache.cache
 * the subject, the sources digest (scenarios, plugin, watch), the servers' identities and extra pytest arguments;
 * the scenario id and the database/driver, as the result's place under the key.
 
-With ``--fresh`` the key also names the run, so only this run's cells share with each other. ``--no-share`` (or
+Only subjects without a plugin of their own or with this repository's share (:func:`runner_agnostic`). With
+``--fresh`` the key also names the run, so only this run's cells share with each other. ``--no-share`` (or
 ``GREENLIGHT_NO_SHARE=1``) turns sharing off, to compare.
 """
 
@@ -37,6 +38,15 @@ def store_dir(results: Path) -> Path:
 
 def enabled(environ: Optional[Mapping[str, str]] = None) -> bool:
     return not contract.flag(contract.NO_SHARE, environ)
+
+
+def runner_agnostic(subject: Subject) -> bool:
+    """Whether the subject adds nothing of its own between pytest-asyncio and a function-scoped test: no plugin
+    (``none``), or this repository's, whose hookup on each pytest and pytest-asyncio version the scenarios that depend
+    on them check in every cell. A comparison plugin from PyPI hooks pytest's fixtures and pytest-asyncio's loops in
+    ways nobody here vouches for (pytest-green-light 0.2.0 fails every test's set-up under pytest 9 and
+    pytest-asyncio 1.4, scenarios that pass under 8.4 included): its runs are never shared."""
+    return subject.requirement is None or subject.is_local
 
 
 def keys(
@@ -70,7 +80,7 @@ def config(
     environ: Optional[Mapping[str, str]] = None,
 ) -> Optional[dict[str, Any]]:
     """``GREENLIGHT_SHARE`` for one subject's scenario run, or None when sharing is off."""
-    if not enabled(environ) or not versions.get("python"):
+    if not enabled(environ) or not versions.get("python") or not runner_agnostic(subject):
         return None
     fresh = cache.fresh_requested(environ)
     digest = cache.source_digest()

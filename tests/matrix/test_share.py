@@ -66,6 +66,15 @@ def test_no_share_turns_it_off(tmp_path: Path) -> None:
     assert not share.enabled({"GREENLIGHT_NO_SHARE": "1"})
 
 
+def test_a_comparison_plugin_from_pypi_is_never_shared(tmp_path: Path) -> None:
+    """pytest-green-light 0.2.0 fails every set-up under pytest 9: its gather results depend on the runner."""
+    assert share.runner_agnostic(GREENLIGHT)
+    assert share.runner_agnostic(Subject("none", None))
+    comparison = Subject("pytest-green-light", "pytest-green-light==0.2.0")
+    assert not share.runner_agnostic(comparison)
+    assert share.config(None, "c", comparison, VERSIONS, tmp_path) is None  # type: ignore[arg-type]
+
+
 def test_rules_and_implicit_io_imply_depending_on_the_axis() -> None:
     with pytest.raises(ValueError, match="rules on \\['pytest_asyncio'\\]"):
         core.scenario(
