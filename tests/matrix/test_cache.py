@@ -201,7 +201,7 @@ def test_fresh_flag_and_runner_flags_stay_out_of_pytest() -> None:
     assert cache.fresh_requested({"GREENLIGHT_FRESH": "1"})
     assert not cache.fresh_requested({"GREENLIGHT_FRESH": "0"})
     assert not cache.fresh_requested({})
-    assert run.scenario_args(["--fresh", "-k", "lazy", "--smoke"]) == ("-k", "lazy")
+    assert run.scenario_args(["--fresh", "-k", "lazy", "--smoke", "--no-share"]) == ("-k", "lazy")
 
 
 def test_smoke_preset_is_the_newest_value_of_each_axis_on_this_machine(tmp_path: Path) -> None:
