@@ -1,6 +1,8 @@
-"""Command line: results folder -> ``index.html``, ``badge.svg``, ``badge.json``, ``data.json``, docs table.
+"""Command line: results folder -> ``index.html``, ``badge.svg``, ``badge.json``, ``data.json``, docs table, and the
+plugin's packaged verified combinations (``verified.py``).
 
-``python -m reports [--results DIR] [--previous DIR|index.html] [--out DIR] [--docs FILE | --no-docs]``;
+``python -m reports [--results DIR] [--previous DIR|index.html] [--out DIR] [--docs FILE | --no-docs]
+[--verified FILE]``;
 ``nox -s report`` and the end of ``nox -s matrix`` call ``main``. Bad results files never stop the build: they
 are named in the report and on stderr, and the exit status stays 0 as long as the report was written.
 """
@@ -15,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
-from reports import badge, html, table
+from reports import badge, html, table, verified
 from reports.diffs import describe_regressions, regressions
 from reports.loading import decode_file, from_data, load_results, to_data
 from reports.results import Problem, Run
@@ -34,6 +36,8 @@ class Built:
     docs: Optional[Path]
     docs_written: bool
     run: Run
+    verified: Optional[Path] = None  # plugin/pytest_greenlight/verified.json (or another path), when written to
+    verified_written: bool = False
 
 
 def load_previous(path: Path) -> Run:
@@ -66,6 +70,7 @@ def build(
     plugin: str = "greenlight",
     baseline: str = "none",
     support: tuple[str, ...] = ("*",),
+    verified_file: Optional[Path] = None,
 ) -> Built:
     run = load_results(results)
     before = load_previous(previous) if previous is not None else None
@@ -83,20 +88,26 @@ def build(
     (out / "data.json").write_text(json.dumps(to_data(run), ensure_ascii=False), encoding="utf-8")
     # An empty run states no facts; writing it would wipe the docs table.
     docs_written = bool(docs and run.results and table.write_if_changed(docs, table.render(run, grid, run_date(run))))
-    return Built(index, out / "badge.svg", out / "badge.json", out / "data.json", docs, docs_written, run)
+    # The plugin's verified combinations: the same grid as the docs table, so both say the same per combination.
+    verified_written = bool(
+        verified_file and run.results and verified.write_if_changed(verified_file, verified.render(run, grid))
+    )
+    files = (index, out / "badge.svg", out / "badge.json", out / "data.json")
+    return Built(*files, docs, docs_written, run, verified_file, verified_written)
 
 
 TRACKED_DOCS = ROOT / "docs" / "compatibility.md"
 
 
 def docs_refusal(results: Path, docs: Path) -> Optional[str]:
-    """Why the tracked docs table must not be rewritten from ``results`` (None: it may be).
+    """Why the tracked docs table (or the plugin's packaged verified combinations) must not be rewritten from
+    ``results`` (None: it may be).
 
     The table states what the project supports, so only a complete run of the default matrix may rewrite it: the
     matrix says so in ``build/run.json`` (written at the end of every ``nox -s matrix``), naming its run id; every
     results file must belong to that run. Another ``--docs`` path (a test, a preview) is written as asked.
     """
-    if docs.resolve() != TRACKED_DOCS.resolve():
+    if docs.resolve() not in (TRACKED_DOCS.resolve(), verified.PACKAGED.resolve()):
         return None
     manifest_path = results.parent / "run.json"
     try:
@@ -139,6 +150,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--docs", type=Path, default=ROOT / "docs" / "compatibility.md", help="docs table file")
     parser.add_argument("--no-docs", action="store_true", help="do not touch the docs table (partial runs)")
     parser.add_argument(
+        "--verified",
+        type=Path,
+        help="the plugin's verified-combinations file (default: plugin/pytest_greenlight/verified.json when --docs "
+        "is the tracked docs table; written under the same rule as it, never with --no-docs)",
+    )
+    parser.add_argument(
         "--complete",
         action="store_true",
         help="the results are a complete run of the default matrix (CI: every cell job succeeded); without it the "
@@ -163,6 +180,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     refusal = None if args.no_docs or args.complete else docs_refusal(args.results, args.docs)
     if refusal:
         args.no_docs = True
+    # The plugin's packaged verdicts go with the tracked docs table: written when it may be, by the same rule.
+    tracked = args.docs.resolve() == TRACKED_DOCS.resolve()
+    verified_file = args.verified or (verified.PACKAGED if tracked else None)
+    if verified_file is not None and not args.no_docs and not args.complete:
+        refusal = refusal or docs_refusal(args.results, verified_file)
+    if args.no_docs or refusal:
+        verified_file = None
     built = build(
         args.results,
         args.out,
@@ -171,6 +195,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         plugin=args.plugin,
         baseline=args.baseline,
         support=support,
+        verified_file=verified_file,
     )
     # The first line says when the plugin broke what works without it in the support set (it fails the run).
     found = regressions(built.run, args.plugin, args.baseline, support)
@@ -186,4 +211,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"docs: {built.docs} {'rewritten' if built.docs_written else 'unchanged (same support facts)'}")
     elif refusal:
         print(f"docs: {args.docs} left alone: {refusal}")
+    if built.verified is not None:
+        print(f"verified: {built.verified} {'rewritten' if built.verified_written else 'unchanged (same rows)'}")
+    elif refusal and (args.verified or tracked):
+        print(f"verified: {args.verified or verified.PACKAGED} left alone: {refusal}")
     return 0

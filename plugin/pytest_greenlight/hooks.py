@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import pytest
 
-from . import __version__, compat, diagnostics
+from . import __version__, compat, diagnostics, verified
 
 if TYPE_CHECKING:
     from .baseline import Baseline
@@ -38,6 +38,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--greenlight-baseline-update", action="store_true", default=False, help=diagnostics.BASELINE_UPDATE_HELP
     )
     parser.addini("greenlight_dispose_engines", type="bool", default=False, help=diagnostics.DISPOSE_ENGINES_HELP)
+    group.addoption("--greenlight-compat", action="store_true", default=False, help=verified.COMPAT_HELP)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> Optional[int]:
+    # Like --fixtures: answer and exit before the session (and before pytest_configure's checks, which a user asking
+    # "does my combination work?" may be about to fail).
+    if not config.getoption("--greenlight-compat"):
+        return None
+    status, lines = verified.compat_report()
+    print("\n".join(lines))
+    return status
 
 
 def _strict_default(config: pytest.Config) -> bool:
@@ -114,14 +126,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     portal.settings.enabled = True
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def pytest_report_header(config: pytest.Config) -> list[str]:
     mode = "strict (implicit IO fails)" if _strict_default(config) else "report (implicit IO is listed at the end)"
     baseline = config.stash.get(_baseline_key, None)
     if baseline is not None and config.getoption("--greenlight-baseline-update"):
         mode = f"baseline update (implicit IO is served and written to {baseline})"
     elif baseline is not None and _strict_default(config):
         mode = f"strict with the baseline {baseline} ({len(baseline.keys)} known site(s) are served)"
-    return f"greenlight {__version__}: portal on, mode {mode}; {compat.describe_versions()}"
+    return [f"greenlight {__version__}: portal on, mode {mode}; {compat.describe_versions()}", verified.header()]
 
 
 def _marker_options(item: pytest.Item) -> tuple[bool, bool | None]:
