@@ -102,6 +102,9 @@ async def test_aiosqlite_memory(db):
     checks="session.stream() and stream_scalars() abandoned after the first row and closed: the session keeps "
     "working, the driver is left no unread rows to warn about, and no connection stays checked out",
     depends=NOT_RUNNER,
+    # AsyncResult.close() calls Result.close(), which SQLAlchemy added in 1.4.27 (1.4.24-1.4.26 raise
+    # "'ChunkedIteratorResult' object has no attribute 'close'" whatever the driver): nothing to check there.
+    unless=[when(sqlalchemy="<1.4.27", expect=not_applicable("AsyncResult.close() needs SQLAlchemy >= 1.4.27"))],
 )
 @pytest.mark.asyncio
 async def test_stream_left_early(db, models):
