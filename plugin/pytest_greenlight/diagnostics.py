@@ -87,6 +87,16 @@ one AsyncSession or AsyncConnection. An AsyncSession is not safe for concurrent 
 Fix: give each concurrent task its own session: `async with async_sessionmaker(engine)() as session:` inside the
 task, or run the statements one after another."""
 
+CONCURRENT_USE_NAMED = """\
+Two tasks used ONE AsyncSession at the same time (SQLAlchemy's message names neither):
+  {first} began {first_what} on it at {first_where}, and was still inside it;
+  {second} started another operation on it at {second_where}, which failed:
+    {error}
+An AsyncSession (its transaction and its connection) serves one task at a time: asyncio.gather() over one session
+is the usual cause.
+Fix: give each concurrent task its own session (`async with async_sessionmaker(engine)() as session:` inside the
+task), or await the operations one after another."""
+
 EVENT_LOOP_REMOVED = """\
 pytest-asyncio 1.0 removed the `event_loop` fixture. The migration, in two lines:
     loop = asyncio.get_running_loop()            # in the async test or fixture, instead of an event_loop argument
@@ -164,7 +174,7 @@ def raised_in_task(chain: list[BaseException]) -> bool:
     return False
 
 
-def _exception_chain(error: Optional[BaseException]) -> list[BaseException]:
+def exception_chain(error: Optional[BaseException]) -> list[BaseException]:
     chain: list[BaseException] = []
     while error is not None and error not in chain:
         chain.append(error)
@@ -178,7 +188,7 @@ def explain(failure: BaseException, *, portal_enabled: bool) -> Optional[str]:
 
     from .implicit_io import ImplicitIOError
 
-    chain = _exception_chain(failure)
+    chain = exception_chain(failure)
     for index, error in enumerate(chain):
         if isinstance(error, ImplicitIOError):
             return None  # already explains itself
@@ -262,4 +272,15 @@ UNDISPOSED_DISPOSED = "greenlight_dispose_engines = true disposed them on their 
 def different_loop(opened_loop: str, opened: str, used_loop: str, used: str, test_scope: str, scope: str) -> str:
     return DIFFERENT_LOOP_NAMED.format(
         opened_loop=opened_loop, opened=opened, used_loop=used_loop, used=used, test_scope=test_scope, scope=scope
+    )
+
+
+def concurrent_use(first: str, first_what: str, first_where: str, second: str, second_where: str, error: str) -> str:
+    return CONCURRENT_USE_NAMED.format(
+        first=first,
+        first_what=first_what,
+        first_where=first_where,
+        second=second,
+        second_where=second_where,
+        error=error,
     )

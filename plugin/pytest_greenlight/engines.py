@@ -173,9 +173,10 @@ def _is_library(frame: FrameType) -> bool:
     return filename.startswith(_LIBRARY_DIRS) or filename.startswith("<") or any(n in filename for n in _LIBRARY_NAMES)
 
 
-def user_line(rootdir: str) -> Optional[str]:
+def user_line(rootdir: str, stop: Optional[FrameType] = None) -> Optional[str]:
     """The innermost line of the user's code on the stack, across the greenlets SQLAlchemy and the portal switch
-    through (each greenlet's frames end where it started; its parent's suspended frames continue the stack)."""
+    through (each greenlet's frames end where it started; its parent's suspended frames continue the stack).
+    ``stop``: the outermost frame to look at (a task's root coroutine: what runs the loop is not the task's)."""
     from greenlet import getcurrent
 
     frame: Optional[FrameType] = sys._getframe(1)
@@ -183,10 +184,9 @@ def user_line(rootdir: str) -> Optional[str]:
     for _ in range(64):  # a greenlet's parents end at the thread's main greenlet; the bound only guards
         while frame is not None:
             if not _is_library(frame):
-                name = frame.f_code.co_filename
-                if rootdir and name.startswith(rootdir.rstrip(os.sep) + os.sep):
-                    name = os.path.relpath(name, rootdir)
-                return f"{name}:{frame.f_lineno}"
+                return frame_location(frame, rootdir)
+            if frame is stop:
+                return None
             frame = frame.f_back
         # greenlet's own parent, not the portal's `parent` property (which names where await_only switches to)
         current = compat.real_parent(current)
@@ -194,3 +194,11 @@ def user_line(rootdir: str) -> Optional[str]:
             return None
         frame = current.gr_frame
     return None
+
+
+def frame_location(frame: FrameType, rootdir: str) -> str:
+    """``path:line`` of ``frame``, the path relative to ``rootdir`` when it is inside it."""
+    name = frame.f_code.co_filename
+    if rootdir and name.startswith(rootdir.rstrip(os.sep) + os.sep):
+        name = os.path.relpath(name, rootdir)
+    return f"{name}:{frame.f_lineno}"

@@ -11,6 +11,7 @@ from . import __version__, compat, diagnostics, verified
 
 if TYPE_CHECKING:
     from .baseline import Baseline
+    from .concurrent_use import ConcurrentUse
     from .engines import EngineTracker
     from .implicit_io import Recorder
 
@@ -25,6 +26,7 @@ _undo_key: pytest.StashKey[Callable[[], None]] = pytest.StashKey()
 _baseline_key: pytest.StashKey[Optional[Baseline]] = pytest.StashKey()
 _written_key: pytest.StashKey[str] = pytest.StashKey()
 _engines_key: pytest.StashKey[EngineTracker] = pytest.StashKey()
+_concurrent_key: pytest.StashKey[ConcurrentUse] = pytest.StashKey()
 WORKER_OUTPUT = "greenlight_sites"  # a pytest-xdist worker's sites, in config.workeroutput
 
 
@@ -110,6 +112,10 @@ def pytest_configure(config: pytest.Config) -> None:
         dispose=bool(config.getini("greenlight_dispose_engines")), rootdir=str(config.rootpath)
     )
     tracker.install()
+    from .concurrent_use import ConcurrentUse
+
+    concurrent = config.stash[_concurrent_key] = ConcurrentUse(rootdir=str(config.rootpath))
+    concurrent.install()
     # Every loop that creates a task while a test runs gets the portal, however it was made (the event-loop policy,
     # pytest-asyncio's loop factories, anyio's backend options, asyncio.Runner in the test).
     config.stash[_undo_key] = portal.serve_new_loops()
@@ -122,6 +128,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
     config.stash[_undo_key]()
     config.stash[_engines_key].uninstall()
+    config.stash[_concurrent_key].uninstall()
     portal.settings.on_implicit_io = None
     portal.settings.enabled = True
 
@@ -207,6 +214,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             # A connection checked out on another loop than it was opened on is the cause even when the error's
             # text does not say so (SQLAlchemy 2.1.0 reports the failed rollback that follows it instead).
             explanation = _name_the_loops(item) or explanation
+        # Two tasks on one session: name them (SQLAlchemy's message names neither).
+        explanation = item.config.stash[_concurrent_key].explain(call.excinfo.value) or explanation
         if explanation is not None:
             report.sections.append(("greenlight: why this failed", explanation))
 

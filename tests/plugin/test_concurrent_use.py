@@ -1,0 +1,187 @@
+"""Two tasks using one AsyncSession at once: the explanation names both tasks and the user's line in each.
+
+Each inner test produces the real failure on a real driver; "bare" runs without the plugin show the failure and
+SQLAlchemy's own message, which names neither task.
+"""
+
+from __future__ import annotations
+
+import inspect
+import socket
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from pytest_greenlight.concurrent_use import ConcurrentUse
+
+from .conftest import DATABASES, Runner
+
+DRIVERS = {**DATABASES, "mariadb-asyncmy": "mysql+asyncmy://root@127.0.0.1:3306/test"}
+
+
+def _use(runner: Runner, monkeypatch: pytest.MonkeyPatch, database: str) -> None:
+    """Point the inner runs at ``database``; skip (with the reason) when its driver or server is missing."""
+    url = DRIVERS[database].format(tmp=runner.pytester.path)
+    if database == "mariadb-asyncmy":
+        pytest.importorskip("asyncmy", reason="asyncmy is not installed in this environment")
+    parts = urlsplit(url)
+    if parts.hostname is not None:
+        try:
+            socket.create_connection((parts.hostname, parts.port or 0), timeout=3).close()
+        except OSError as error:
+            pytest.skip(f"{parts.hostname}:{parts.port} is unreachable ({error})")
+    monkeypatch.setenv("GL_URL", url)
+
+
+# A fresh interpreter for each inner run: asyncpg's compiled protocol does not survive pytester's restoring of
+# sys.modules between two in-process runs (the second one crashes the process), and the first inner test leaves a
+# task half-way through connecting. Older conftests ran every inner run in a subprocess anyway.
+FRESH: dict[str, Any] = {"subprocess": True} if "subprocess" in inspect.signature(Runner.run).parameters else {}
+
+
+SERVERS = [
+    "sqlite",
+    pytest.param("postgresql", marks=pytest.mark.local_servers),
+    pytest.param("mariadb", marks=pytest.mark.local_servers),
+    pytest.param("mariadb-asyncmy", marks=pytest.mark.local_servers),
+]
+
+# A new session on an engine without pooled connections: the first task suspends while it connects, and the second
+# finds the session half-way through (SQLAlchemy >= 2.0 refuses it). The second test shows that the plugin leaves
+# correct concurrent code alone: each task has its own session.
+GATHER_EXECUTE = """
+import asyncio
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+from sqlalchemy.pool import NullPool
+from models import URL
+
+@pytest.mark.asyncio
+async def test_gather_over_one_session():
+    engine = create_async_engine(URL, poolclass=NullPool)
+    try:
+        async with AsyncSession(engine) as session:
+            async def fetch(n):
+                return (await session.execute(text(f"select {n}"))).scalar()
+            await asyncio.gather(fetch(1), fetch(2))
+    finally:
+        await engine.dispose()
+
+@pytest.mark.asyncio
+async def test_a_session_per_task():
+    engine = create_async_engine(URL, poolclass=NullPool)
+    try:
+        async def fetch(n):
+            async with AsyncSession(engine) as session:
+                return (await session.execute(text(f"select {n}"))).scalar()
+        assert await asyncio.gather(fetch(1), fetch(2)) == [1, 2]
+    finally:
+        await engine.dispose()
+"""
+
+
+@pytest.mark.parametrize("database", SERVERS)
+def test_gather_over_one_session_names_both_tasks(
+    runner: Runner, monkeypatch: pytest.MonkeyPatch, database: str
+) -> None:
+    _use(runner, monkeypatch, database)
+    bare = runner.run(GATHER_EXECUTE, "-p", "no:randomly", plugin=False, **FRESH)
+    if bare.parseoutcomes().get("failed", 0) == 0:
+        pytest.skip("this SQLAlchemy lets both tasks connect: there is no failure to explain")
+    bare.assert_outcomes(passed=1, failed=1)
+    assert "greenlight" not in bare.stdout.str()
+    result = runner.run(GATHER_EXECUTE, "-p", "no:randomly", **FRESH)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*greenlight: why this failed*",
+            "Two tasks used ONE AsyncSession at the same time (SQLAlchemy's message names neither):",
+            "  task 'Task-*' (test_gather_over_one_session.<locals>.fetch()) began a transaction * on it at "
+            "test_inner.py:14, and was still inside it;",
+            "  task 'Task-*' (test_gather_over_one_session.<locals>.fetch()) started another operation on it at "
+            "test_inner.py:14, which failed:",
+            "    InvalidRequestError: This session is provisioning a new connection; concurrent operations are not *",
+            "Fix: give each concurrent task its own session*",
+        ]
+    )
+    first, second = (line.split("'")[1] for line in result.stdout.lines if line.startswith("  task 'Task-"))
+    assert first != second
+
+
+# Two tasks each adding an object and flushing: every SQLAlchemy version refuses the second flush ("Session is
+# already flushing"). Not on MariaDB: with SQLAlchemy 1.4 aiomysql hangs on it instead of failing.
+TWO_FLUSHES = """
+import asyncio
+import pytest
+from models import User
+
+@pytest.mark.asyncio
+async def test_two_flushes(session):
+    async def add(user_id):
+        session.add(User(id=user_id, name="bob"))
+        await session.flush()
+    await asyncio.gather(add(2), add(3))
+"""
+
+
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.local_servers)])
+def test_two_flushes_name_both_tasks(runner: Runner, monkeypatch: pytest.MonkeyPatch, database: str) -> None:
+    _use(runner, monkeypatch, database)
+    bare = runner.run(TWO_FLUSHES, "-W", "ignore::sqlalchemy.exc.SAWarning", plugin=False, **FRESH)
+    bare.assert_outcomes(failed=1)
+    bare.stdout.fnmatch_lines(["*already flushing*"])
+    result = runner.run(TWO_FLUSHES, "-W", "ignore::sqlalchemy.exc.SAWarning", **FRESH)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*greenlight: why this failed*",
+            "  task 'Task-*' (test_two_flushes.<locals>.add()) began * on it at test_inner.py:9, and was still inside "
+            "it;",
+            "  task 'Task-*' (test_two_flushes.<locals>.add()) started another operation on it at test_inner.py:9, "
+            "which failed:",
+            "    InvalidRequestError: Session is already flushing",
+        ]
+    )
+
+
+# gather() over the session's own methods: the task inside commit() runs no line of the user's, and the other one's
+# line is the gather() that started it.
+COMMIT_WHILE_EXECUTING = """
+import asyncio
+import pytest
+from sqlalchemy import text
+from models import User
+
+@pytest.mark.asyncio
+async def test_commit_while_executing(session):
+    session.add(User(id=2, name="bob"))
+    await session.flush()
+    await asyncio.gather(session.commit(), session.execute(text("select 1")))
+"""
+
+
+def test_commit_while_executing_names_the_commit(runner: Runner) -> None:
+    bare = runner.run(COMMIT_WHILE_EXECUTING, plugin=False, **FRESH)
+    bare.assert_outcomes(failed=1)
+    bare.stdout.fnmatch_lines(["*This session is in 'prepared' state*"])
+    result = runner.run(COMMIT_WHILE_EXECUTING, **FRESH)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*greenlight: why this failed*",
+            "  task 'Task-*' (AsyncSession.commit()) began a commit on it at (no line of yours in that task), and was "
+            "still inside it;",
+            "  task 'Task-*' (AsyncSession.execute()) started another operation on it at test_inner.py:10, which "
+            "failed:",
+            "    InvalidRequestError: This session is in 'prepared' state; *",
+        ]
+    )
+
+
+def test_other_failures_are_not_about_concurrent_use() -> None:
+    tracker = ConcurrentUse()
+    assert tracker.explain(KeyError("unrelated")) is None
+    # The right words, but no session the plugin saw an operation on: nothing to name.
+    assert tracker.explain(RuntimeError("cannot perform operation: another operation is in progress")) is None
