@@ -172,8 +172,10 @@ def test_recorder_records_timeouts_and_never_writes_passwords(tmp_path: Path) ->
         "GREENLIGHT_SCENARIO_OUT": str(out),
     }
     command = [sys.executable, "-m", "pytest", str(tmp_path), "-p", "matrix.scenarios.recorder", "-p", "pytest_timeout"]
+    # 8 s, not less: under a loaded machine a short limit also cut t-leak's first database connection (seen at
+    # load average 20), and t-hang sleeps 30 s whatever the limit.
     done = subprocess.run(
-        [*command, "--timeout=2", "-q"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+        [*command, "--timeout=8", "-q"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
     )
     assert out.exists(), done.stdout[-3000:] + done.stderr[-2000:]
     lines = {json.loads(line)["id"]: json.loads(line) for line in out.read_text().splitlines()}
