@@ -313,3 +313,22 @@ class CellCache:
                 return None
             found[subject.name] = stored
         return found
+
+
+def installed_key(
+    cell_cache: Optional[CellCache],
+    versions: Mapping[str, str],
+    subject: Subject,
+    matrix: Matrix,
+    pytest_args: Sequence[str],
+) -> str:
+    """The key :class:`CellCache` checks before installing; when what got installed differs from what it resolved
+    (a driver dropped, a release in between), the same hasher over what got installed (the editable plugin among
+    it), which no resolution matches."""
+    resolved = cell_cache.resolution.versions if cell_cache is not None else None
+    key = cell_cache.key(subject) if cell_cache is not None else None
+    if key is not None and resolved is not None and all(versions.get(n) == v for n, v in resolved.items()):
+        return key
+    digest = cell_cache.digest if cell_cache is not None else source_digest()
+    servers = cell_cache.servers if cell_cache is not None else server_identities(matrix)
+    return cache_key(versions, digest, servers, subject, pytest_args)

@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 from matrix import axes, collect, contract, lock, share
 from matrix.axes import Cell, Matrix, Subject
-from matrix.databases import Databases
+from matrix.databases import Databases, unavailable_lines
 from matrix.install import inspect_env, install_cell, plugin_args, subject_plugins, uv_install
 from matrix.interpreter import HOST, Interpreter
 from matrix.outcome import CellOutcome, describe, outcome_of, run_id
@@ -396,19 +396,11 @@ class CellRunner:
         return {"version": versions["python"], "source": self.via.source if self.via else None}
 
     def cache_key(self, versions: Mapping[str, str], subject: Subject) -> str:
-        """The key :mod:`matrix.cache` checks before installing; when what got installed differs from what it
-        resolved (a driver dropped, a release in between), the same hasher over what got installed (the editable
-        plugin among it), which no resolution matches."""
+        """The key written into the subject's results file (:func:`matrix.cache.installed_key`)."""
         from matrix import cache
 
         cell_cache = getattr(self, "cell_cache", None)
-        resolved = cell_cache.resolution.versions if cell_cache is not None else None
-        key = cell_cache.key(subject) if cell_cache is not None else None
-        if key is not None and resolved is not None and all(versions.get(n) == v for n, v in resolved.items()):
-            return key
-        digest = cell_cache.digest if cell_cache is not None else cache.source_digest()
-        servers = cell_cache.servers if cell_cache is not None else cache.server_identities(self.matrix)
-        return cache.cache_key(versions, digest, servers, subject, self.pytest_args)
+        return cache.installed_key(cell_cache, versions, subject, self.matrix, self.pytest_args)
 
     def reuse_previous(self) -> Optional[list[Path]]:
         """Re-use every subject's previous result when its cache key is unchanged (see :mod:`matrix.cache`)."""
@@ -449,18 +441,10 @@ class CellRunner:
 
     def report_databases(self, databases: Databases, again: bool = False) -> None:
         """Which (database, driver) pairs will not run and why, said before the subjects start (and again at the
-        end for what failed during the run)."""
-        said: set[str] = getattr(self, "_said", set())
-        by_reason: dict[tuple[str, Optional[str]], list[str]] = {}
-        for target in databases.targets:
-            where = f"{target.database.name}/{target.driver}"
-            up_front = target.status == "not-run" and target.database.name in self.announced
-            if target.status != "ok" and where not in said and not up_front:
-                by_reason.setdefault((target.status, target.reason), []).append(where)
-                said.add(where)
-        self._said = said
-        for (status, reason), pairs in by_reason.items():
-            self.say(f"{self.position}: {status}: {', '.join(pairs)}: {reason}")
+        end for what failed during the run); servers the run's banner already named are not repeated."""
+        self._said: set[str] = getattr(self, "_said", set())
+        for line in unavailable_lines(databases.targets, self.announced, self._said):
+            self.say(f"{self.position}: {line}")
         if not again:
             ran = sorted({t.database.name for t in databases.targets if t.status == "ok"})
             where = ", ".join(ran) or "no database"

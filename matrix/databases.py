@@ -7,7 +7,7 @@ import contextlib
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,3 +203,16 @@ def _provisioner(state_dir: Path) -> tuple[Any, Optional[str]]:
 
 
 # --- one pytest run -----------------------------------------------------------------------------------------
+
+
+def unavailable_lines(targets: Sequence[Any], announced: Sequence[str], said: set[str]) -> list[str]:
+    """One line per reason for the (database, driver) pairs that will not run, skipping pairs in ``said`` (which it
+    extends) and servers in ``announced`` (the run's banner named them once for every cell)."""
+    by_reason: dict[tuple[str, Optional[str]], list[str]] = {}
+    for target in targets:
+        where = f"{target.database.name}/{target.driver}"
+        up_front = target.status == "not-run" and target.database.name in announced
+        if target.status != "ok" and where not in said and not up_front:
+            by_reason.setdefault((target.status, target.reason), []).append(where)
+            said.add(where)
+    return [f"{status}: {', '.join(pairs)}: {reason}" for (status, reason), pairs in by_reason.items()]
