@@ -37,7 +37,8 @@ from .engines import _is_library, frame_location, user_line
 # Substrings of "<exception type>: <message>" that mean two operations overlapped on one session or connection.
 SIGNATURES = (
     "provisioning a new connection",  # SQLAlchemy >= 2.0, a second task while the first one connects
-    "/isce)",  # SQLAlchemy >= 2.0: IllegalStateChangeError ("... is already in progress")
+    "/isce)",  # SQLAlchemy >= 2.0's code for an illegal state change (its link is missing from 2.0.0's messages)
+    "IllegalStateChangeError",  # ("method '_connection_for_bind()' is already in progress")
     "Session is already flushing",
     "in 'prepared' state",  # a task executing while another is inside commit()
     "another operation is in progress",  # asyncpg

@@ -65,7 +65,11 @@ async def test_gather_over_one_session():
         async with AsyncSession(engine) as session:
             async def fetch(n):
                 return (await session.execute(text(f"select {n}"))).scalar()
-            await asyncio.gather(fetch(1), fetch(2))
+            tasks = [asyncio.ensure_future(fetch(1)), asyncio.ensure_future(fetch(2))]
+            try:
+                await asyncio.gather(*tasks)
+            finally:
+                await asyncio.wait(tasks)  # let the first one finish: its connection closes with the session
     finally:
         await engine.dispose()
 
@@ -87,28 +91,35 @@ def test_gather_over_one_session_names_both_tasks(
     runner: Runner, monkeypatch: pytest.MonkeyPatch, database: str
 ) -> None:
     _use(runner, monkeypatch, database)
+    result = runner.run(GATHER_EXECUTE, "-p", "no:randomly", **FRESH)
+    if result.parseoutcomes().get("failed", 0) == 0:
+        # SQLAlchemy 1.4 connects both tasks; on 2.0.0 the second task may find the connection made already. (Not
+        # asked of the run without the plugin, which then hangs on 2.0.0 + aiosqlite 0.17 at exit.)
+        pytest.skip("both tasks got through on this stack: there is no failure to explain")
+    result.assert_outcomes(passed=1, failed=1)
     bare = runner.run(GATHER_EXECUTE, "-p", "no:randomly", plugin=False, **FRESH)
-    if bare.parseoutcomes().get("failed", 0) == 0:
-        pytest.skip("this SQLAlchemy lets both tasks connect: there is no failure to explain")
     bare.assert_outcomes(passed=1, failed=1)
     assert "greenlight" not in bare.stdout.str()
-    result = runner.run(GATHER_EXECUTE, "-p", "no:randomly", **FRESH)
-    result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
             "*greenlight: why this failed*",
             "Two tasks used ONE AsyncSession at the same time (SQLAlchemy's message names neither):",
             "  task 'Task-*' (test_gather_over_one_session.<locals>.fetch()) began a transaction * on it at "
             "test_inner.py:14, and was still inside it;",
-            "  task 'Task-*' (test_gather_over_one_session.<locals>.fetch()) started another operation on it at "
-            "test_inner.py:14, which failed:",
-            "    InvalidRequestError: This session is provisioning a new connection; concurrent operations are not *",
+            # The second is the other fetch() (SQLAlchemy >= 2.1: "This session is provisioning a new connection"),
+            # or on 2.0.0, which lets it through, the test closing the session the first one is still connecting.
+            "  task 'Task-*' (test_gather_over_one_session*) started another operation on it at test_inner.py:*, "
+            "which failed:",
+            "    *Error: *",
             "Fix: give each concurrent task its own session*",
         ]
     )
     first, second = (line.split("'")[1] for line in result.stdout.lines if line.startswith("  task 'Task-"))
     assert first != second
 
+
+# Each inner test waits for both tasks before it ends: a task still connecting or flushing when the test's loop
+# closes leaves its connection open, and old aiosqlite's thread then keeps the inner process from exiting.
 
 # Two tasks each adding an object and flushing: every SQLAlchemy version refuses the second flush ("Session is
 # already flushing"). Not on MariaDB: with SQLAlchemy 1.4 aiomysql hangs on it instead of failing.
@@ -122,7 +133,11 @@ async def test_two_flushes(session):
     async def add(user_id):
         session.add(User(id=user_id, name="bob"))
         await session.flush()
-    await asyncio.gather(add(2), add(3))
+    tasks = [asyncio.ensure_future(add(2)), asyncio.ensure_future(add(3))]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        await asyncio.wait(tasks)  # the session fixture closes the session after the first flush is done
 """
 
 
@@ -158,7 +173,11 @@ from models import User
 async def test_commit_while_executing(session):
     session.add(User(id=2, name="bob"))
     await session.flush()
-    await asyncio.gather(session.commit(), session.execute(text("select 1")))
+    tasks = [asyncio.ensure_future(session.commit()), asyncio.ensure_future(session.execute(text("select 1")))]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        await asyncio.wait(tasks)  # the session fixture closes the session after the commit is done
 """
 
 
@@ -173,7 +192,7 @@ def test_commit_while_executing_names_the_commit(runner: Runner) -> None:
             "*greenlight: why this failed*",
             "  task 'Task-*' (AsyncSession.commit()) began a commit on it at (no line of yours in that task), and was "
             "still inside it;",
-            "  task 'Task-*' (AsyncSession.execute()) started another operation on it at test_inner.py:10, which "
+            "  task 'Task-*' (AsyncSession.execute()) started another operation on it at test_inner.py:*, which "
             "failed:",
             "    InvalidRequestError: This session is in 'prepared' state; *",
         ]
