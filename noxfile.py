@@ -43,6 +43,10 @@ STACKS = {
 }
 STACK_TESTS = {"newest": ["tests"]}
 PLUGIN_TESTS = ["tests/plugin"]
+# Every stack's run on pytest-xdist workers (one per core); tests/conftest.py groups the tests so a worker takes a
+# whole file (its module fixtures are made once) and every docker-marked test runs on one worker. `-- -n 0` turns
+# it off (the last -n wins).
+PYTEST = ["--durations=15", "-n", "auto", "--dist", "loadgroup"]
 # The plugin's tests on the newest stack with interpreters this machine may lack. A python3.X on PATH (setup-python)
 # is used as it is; otherwise Debian sid's, in a runtime root (matrix/runtime.py: needs root; README "Development").
 # "py3.10": the oldest Python the plugin supports, with pytest-asyncio 1.x (whose contexts take another path there).
@@ -66,7 +70,7 @@ def tests(session: nox.Session, stack: str) -> None:
         session.install("--group", "tests", "-e", ".", *STACKS[stack])
     else:
         session.install("--group", "plugin-tests", "-e", ".", *STACKS[stack])
-    session.run("pytest", "--durations=15", *(session.posargs or STACK_TESTS.get(stack, PLUGIN_TESTS)))
+    session.run("pytest", *PYTEST, *(session.posargs or STACK_TESTS.get(stack, PLUGIN_TESTS)))
 
 
 def _tests_on_python(session: nox.Session, version: str, requirements: list[str]) -> None:
@@ -93,8 +97,9 @@ def _tests_on_python(session: nox.Session, version: str, requirements: list[str]
         python = runtime.interpreter(version)
     session.run(*prefix, "uv", "venv", "--clear", "--quiet", "--python", python, str(venv), external=True)
     pip = [*prefix, "uv", "pip", "install", "--python", str(venv / "bin" / "python")]
-    session.run(*pip, "--group", "tests", "-e", ".", *requirements, external=True)
-    pytest = [str(venv / "bin" / "python"), "-m", "pytest", "--durations=15", *(session.posargs or PLUGIN_TESTS)]
+    # plugin-tests, as on the floor stacks: only tests/plugin runs here (no browser, matrix or workflow tools).
+    session.run(*pip, "--group", "plugin-tests", "-e", ".", *requirements, external=True)
+    pytest = [str(venv / "bin" / "python"), "-m", "pytest", *PYTEST, *(session.posargs or PLUGIN_TESTS)]
     session.run(*prefix, *pytest, env=None if prefix else env, external=True)
 
 
