@@ -12,7 +12,7 @@ import pytest
 from pytest_greenlight import baseline
 from pytest_greenlight.implicit_io import Site
 
-from .conftest import BASE_PLUGINS, GREENLIGHT, MODELS, PYTEST_ASYNCIO_VERSION, Runner, run_inprocess
+from .conftest import BASE_PLUGINS, GREENLIGHT, MODELS, PYTEST_ASYNCIO_VERSION, Runner
 
 # A project as users have it: application code in app/, tests in tests/, the baseline next to pyproject.toml.
 PYPROJECT = """
@@ -117,11 +117,7 @@ def _project(runner: Runner) -> Path:
 
 def _run(runner: Runner, *args: str, plugin: bool = True) -> pytest.RunResult:
     plugins = BASE_PLUGINS + (GREENLIGHT if plugin else ())
-    # In this process (see Runner.run), except the runs on xdist workers: the controller's run is a fresh process
-    # there, as a user's is.
-    if "-n" in args:
-        return runner.pytester.runpytest_subprocess(*plugins, "-p", "no:cacheprovider", "-p", "no:randomly", *args)
-    return run_inprocess(runner.pytester, *plugins, "-p", "no:cacheprovider", "-p", "no:randomly", *args)
+    return runner.pytester.runpytest_subprocess(*plugins, "-p", "no:cacheprovider", "-p", "no:randomly", *args)
 
 
 def _sites(root: Path) -> list[dict[str, str]]:
