@@ -8,6 +8,7 @@ naming the file and goes on.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
@@ -233,3 +234,17 @@ def from_data(data: Any, source: str) -> Run:
         if result is not None:
             results.append(result)
     return Run(tuple(results), tuple(problems))
+
+
+def write_if_facts_changed(path: Path, text: str, facts: Callable[[str], object]) -> bool:
+    """Write ``text`` to ``path`` unless the file already states the same ``facts`` (what a reader of the tracked
+    file cares about: not the run's date); say whether it wrote. An unreadable old file is rewritten."""
+    try:
+        old = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        old = ""
+    if old and facts(old) is not None and facts(old) == facts(text):
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return True

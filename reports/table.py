@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Optional
 
+from reports.loading import write_if_facts_changed
 from reports.results import Run, natural_key
 from reports.verdicts import Grid
 
@@ -96,12 +97,4 @@ def _facts(text: str) -> Optional[str]:
 
 def write_if_changed(path: Path, text: str) -> bool:
     """Write ``text`` to ``path`` unless the file already states the same facts; say whether it wrote."""
-    try:
-        old = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        old = ""
-    if old and _facts(old) is not None and _facts(old) == _facts(text):
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return True
+    return write_if_facts_changed(path, text, _facts)

@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
+from reports.loading import write_if_facts_changed
 from reports.results import Result, Run, natural_key
 from reports.verdicts import Grid, cell_verdict
 
@@ -104,12 +105,4 @@ def _facts(text: str) -> Optional[list[list[Any]]]:
 
 def write_if_changed(path: Path, text: str) -> bool:
     """Write ``text`` unless ``path`` already states the same rows (dates aside); say whether it wrote."""
-    try:
-        old = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        old = ""
-    if old and _facts(old) is not None and _facts(old) == _facts(text):
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    return True
+    return write_if_facts_changed(path, text, _facts)
