@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import inspect
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, Optional
@@ -224,7 +223,8 @@ class LoopPortal:
         hook = task._greenlight_hook
         refusal = hook(driver) if hook is not None else None
         if refusal is not None:
-            discard(awaitable)
+            if asyncio.iscoroutine(awaitable):
+                awaitable.close()  # never awaited on purpose; don't warn about it
             return driver.switch(_Resume(error=refusal))
         try:
             parked = _Parked(self, driver, task, awaitable)
@@ -337,24 +337,6 @@ class LoopPortal:
 
 def _nothing() -> None:
     pass
-
-
-def discard(awaitable: Any) -> None:
-    """Close an awaitable strict mode refused (it is never awaited), so that nothing warns "coroutine ... was never
-    awaited" later, at garbage collection.
-
-    A coroutine that has not started may be a method of a wrapper that holds another unstarted coroutine: SQLAlchemy
-    awaits aiosqlite's ``connection.cursor().__aenter__()``, and the ``Connection.cursor`` coroutine lives in the
-    wrapper. Closing only the outer one would leave that one to warn, so the wrapper is closed too.
-    """
-    if not asyncio.iscoroutine(awaitable):
-        return
-    frame = getattr(awaitable, "cr_frame", None)
-    if frame is not None and inspect.getcoroutinestate(awaitable) == inspect.CORO_CREATED:
-        owner = frame.f_locals.get("self")
-        if isinstance(owner, Coroutine) and owner is not awaitable:
-            owner.close()
-    awaitable.close()
 
 
 class LoopDriver(compat.PortalGreenlet):  # type: ignore[misc,unused-ignore]

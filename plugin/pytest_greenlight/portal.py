@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 from greenlet import GreenletExit, getcurrent, greenlet
 
 from . import compat
-from .loop_portal import ImplicitIOHook, LoopPortal, discard, serve
+from .loop_portal import ImplicitIOHook, LoopPortal, serve
 
 T = TypeVar("T")
 
@@ -94,7 +94,8 @@ def _drive(coro: Coroutine[Any, Any, T], on_implicit_io: ImplicitIOHook | None) 
                 # Anything else came from await_only()/await_() in sync code below the coroutine: implicit IO.
                 refusal = on_implicit_io(step) if on_implicit_io is not None else None
                 if refusal is not None:
-                    discard(switched)  # never awaited on purpose; don't warn about it
+                    if asyncio.iscoroutine(switched):
+                        switched.close()  # never awaited on purpose; don't warn about it
                     raise refusal
                 sent = yield from switched.__await__()
         except BaseException as exc:
