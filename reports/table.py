@@ -12,7 +12,7 @@ from typing import Optional
 
 from reports.loading import write_if_facts_changed
 from reports.results import Run, natural_key
-from reports.verdicts import Grid
+from reports.verdicts import SUPPORT_TIERS, Grid
 
 START, END = "<!-- facts:start -->", "<!-- facts:end -->"
 MARKS = {"works": "✅ works", "broken": "❌ broken", "not-run": "⏸ not run", "excluded": "⊘ excluded"}
@@ -69,6 +69,27 @@ def versions_tested(run: Run, subject: str) -> str:
     return _md("; ".join(parts) or "none recorded")
 
 
+def databases_not_run(run: Run, subject: str) -> str:
+    """Why a column says "not run": each database's distinct reasons, with how many cells each covers, so a reader
+    of the docs sees that (for example) PostgreSQL 17 was not reachable in that run, not that it was skipped."""
+    cells: dict[str, set[str]] = {}
+    reasons: dict[str, dict[str, set[str]]] = {}
+    for result in run.results:
+        if result.subject != subject or result.status != "completed" or result.cell.tier not in SUPPORT_TIERS:
+            continue
+        for db in result.databases:
+            cells.setdefault(db.name, set()).add(result.cell.id)
+            if db.status != "ok":
+                reason = db.reason or "no reason recorded"
+                reasons.setdefault(db.name, {}).setdefault(reason, set()).add(result.cell.id)
+    parts = []
+    for name, by_reason in reasons.items():  # first-seen order: the order of axes.toml
+        for reason, where in by_reason.items():
+            scope = "every cell" if where == cells[name] else f"{len(where)} of {len(cells[name])} cells"
+            parts.append(f"{name} in {scope} ({reason})")
+    return _md("; ".join(parts))
+
+
 def render(run: Run, grid: Grid, run_date: str) -> str:
     run_ids = ", ".join(run.run_ids()) or "none"
     return f"""# Compatibility
@@ -83,6 +104,7 @@ means N of the M scenarios that ran did. See the HTML report for every scenario,
 
 - Run date: {_md(run_date)} (run {_md(run_ids)})
 - Versions tested: {versions_tested(run, grid.subject)}
+- Not run: {databases_not_run(run, grid.subject) or "nothing: every database ran in every completed cell"}
 
 {START}
 {facts_table(grid)}
