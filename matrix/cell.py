@@ -3,13 +3,14 @@
 :meth:`CellRunner.execute` returns a typed :class:`CellOutcome` (the results files written and each subject's
 verdicts); nothing here raises for a broken scenario or an unavailable database: those are results. Ctrl-C or
 SIGTERM still leaves a results file for every subject. The stages are modules of their own: :mod:`matrix.install`,
-:mod:`matrix.databases`, :mod:`matrix.watchdog`; the environment of a scenario run is :mod:`matrix.contract`'s.
+:mod:`matrix.databases`, :mod:`matrix.watchdog`, :mod:`matrix.scenario_run` (a subject's pytest command, its
+environment and resuming it past hung scenarios); the contract variables of that environment are
+:mod:`matrix.contract`'s.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -19,23 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from matrix import axes, collect, contract, lock, share
+from matrix import axes, collect, lock, scenario_run, share
 from matrix.axes import Cell, Matrix, Subject
 from matrix.databases import Databases, unavailable_lines
-from matrix.install import inspect_env, install_cell, plugin_args, subject_plugins, uv_install
+from matrix.install import inspect_env, install_cell, subject_plugins, uv_install
 from matrix.interpreter import HOST, Interpreter
 from matrix.outcome import CellOutcome, describe, outcome_of, run_id
-from matrix.paths import CELLS, PROVISION, RESULTS, ROOT
-from matrix.watchdog import (
-    MAX_RESUMES,
-    Interrupted,
-    PytestRun,
-    StopSignal,
-    Terminated,
-    run_pytest,
-    stall_detector,
-    watch_events,
-)
+from matrix.paths import CELLS, PROVISION, RESULTS
+from matrix.watchdog import Interrupted, PytestRun, StopSignal, Terminated
 
 _PLANS: dict[int, tuple[Matrix, list[axes.CellPlan]]] = {}
 
@@ -220,25 +212,10 @@ class CellRunner:
         timings = dict(self.timings)
         shared = self.share_config(subject, versions)
         with databases.for_run(key) as listed:
-            env = self.pytest_env(subject, listed, modules, out, shared)
-            command = [
-                str(self.python),
-                "-m",
-                "pytest",
-                str(ROOT / "matrix" / "scenarios"),
-                "-p",
-                "matrix.scenarios.recorder",
-                "-p",
-                "matrix.watch",
-                *plugin_args(modules),
-                f"--junitxml={xml}",
-                f"--timeout={self.matrix.run.scenario_timeout}",
-                "-q",
-                # Python's own traceback format: pytest's renders source per frame and took about half of a
-                # failing scenario's time (none subject: 12.0 s -> 6.4 s on the same scenarios).
-                "--tb=native",
-                *self.pytest_args,
-            ]
+            cell = {**self.cell.as_dict(), "subject": subject.name}
+            env = scenario_run.pytest_env(self.python, cell, listed, modules, out, shared)
+            timeout = self.matrix.run.scenario_timeout
+            command = scenario_run.pytest_command(self.python, modules, xml, timeout, self.pytest_args)
             try:
                 ran, seconds, resumed = self.run_resuming(subject, command, env, redact)
             except Interrupted as stop:
@@ -261,39 +238,19 @@ class CellRunner:
     def run_resuming(
         self, subject: Subject, command: Sequence[str], env: dict[str, str], redact: Callable[[str], str]
     ) -> tuple[PytestRun, float, int]:
-        """Run the suite; when a scenario hangs, kill the run and resume it without what already finished, the
-        hung scenario failing at once as a timeout (see :mod:`matrix.watch`). Returns the last run, the total
-        time and how many hung scenarios were stepped over."""
-        log = self.work / f"{subject.name}.log"
-        events = self.work / f"{subject.name}.watch"
-        limit = 2.0 * self.matrix.run.scenario_timeout
-        plan: dict[str, Any] = {"skip": [], "hung": {}}
-        total = 0.0
-        for attempt in range(1 + MAX_RESUMES):
-            events.unlink(missing_ok=True)
-            env[contract.WATCH_OUT] = str(events)
-            env[contract.WATCH_PLAN] = json.dumps(plan)
-            remaining = self.matrix.run.subject_timeout - total
-            stalled = stall_detector(events, limit)
-            argv, environment = self.launcher.command(command, env)  # in the runtime root, if the cell has one
-            ran = run_pytest(argv, environment, log, remaining, redact, stalled, append=attempt > 0, stop=self.stop)
-            total += ran.seconds
-            if ran.status != "hung" or total >= self.matrix.run.subject_timeout:
-                break
-            started, ended = watch_events(events)
-            culprit = next((nodeid for nodeid in reversed(started) if nodeid not in ended), None)
-            if culprit is None:
-                break
-            self.say(f"{self.cell.id} {subject.name}: {ran.reason}; resuming without it")
-            plan["skip"] = sorted({*plan["skip"], *ended})
-            plan["hung"][culprit] = (
-                f"Timeout (>{self.matrix.run.scenario_timeout}s) from pytest-timeout did not stop this scenario: "
-                f"it hung until the matrix runner killed its pytest run ({ran.reason}); "
-                "the rest of the suite was resumed without it"
-            )
-            with log.open("a", encoding="utf-8") as out:
-                out.write(f"\n--- matrix runner: {ran.reason}; resuming without it ---\n")
-        return ran, total, len(plan["hung"])
+        """The subject's suite run, resumed past hung scenarios (:func:`matrix.scenario_run.run_resuming`)."""
+        return scenario_run.run_resuming(
+            command,
+            env,
+            redact,
+            work=self.work,
+            name=subject.name,
+            scenario_timeout=self.matrix.run.scenario_timeout,
+            subject_timeout=self.matrix.run.subject_timeout,
+            launcher=self.launcher,
+            stop=self.stop,
+            say=lambda message: self.say(f"{self.cell.id} {subject.name}: {message}"),
+        )
 
     def install_subject(self, subject: Subject) -> tuple[bool, str]:
         """A comparison plugin goes into the cell's environment without moving any version already chosen."""
@@ -310,30 +267,6 @@ class CellRunner:
         except Exception as exc:  # sharing only saves time: when it cannot decide, every scenario runs here
             self.say(f"{self.position} ({subject.name}): not sharing ({type(exc).__name__}: {exc})")
             return None
-
-    def pytest_env(
-        self,
-        subject: Subject,
-        listed: list[dict[str, str]],
-        modules: Sequence[str],
-        out: Path,
-        shared: Optional[Mapping[str, Any]] = None,
-    ) -> dict[str, str]:
-        env = contract.scenario_env(
-            os.environ,
-            cell={**self.cell.as_dict(), "subject": subject.name},
-            databases=listed,
-            plugin_args=plugin_args(modules),
-            scenario_out=str(out),
-            share=shared,
-        )
-        env.update(
-            PATH=os.pathsep.join([str(self.python.parent), env.get("PATH", "")]),
-            VIRTUAL_ENV=str(self.python.parent.parent),
-            PYTHONPATH=str(ROOT),
-            PYTEST_DISABLE_PLUGIN_AUTOLOAD="1",
-        )
-        return env
 
     def write(
         self,
