@@ -8,8 +8,6 @@ checks is broken. Without a greenlet portal (subject ``none``) every scenario de
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,11 +18,9 @@ import pytest
 
 from matrix.scenarios import catalogue
 from matrix.scenarios.core import REGISTRY
+from tests.matrix import suite_runner
+from tests.matrix.suite_runner import BASE, SUBJECT_PLUGINS, SUITE, sqlite
 
-REPO = Path(__file__).resolve().parents[2]
-SUITE = REPO / "matrix" / "scenarios"
-BASE = ["-p", "pytest_asyncio.plugin", "-p", "anyio.pytest_plugin", "-p", "pytest_timeout"]
-SUBJECT_PLUGINS = {"none": [], "greenlight": ["-p", "pytest_greenlight.hooks"]}
 LOCAL = {
     "postgresql": ("postgresql", "asyncpg", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"),
     "mariadb": ("mysql", "aiomysql", "mysql+aiomysql://root@127.0.0.1:3306/test"),
@@ -33,10 +29,6 @@ SCHEMA_KEYS = {
     "id", "category", "database", "driver", "checks", "expected", "outcome", "exception", "verdict", "duration",
     "message", "traceback",
 }  # fmt: skip
-
-
-def sqlite(tmp: Path) -> dict[str, str]:
-    return {"name": "sqlite", "kind": "sqlite", "driver": "aiosqlite", "url": f"sqlite+aiosqlite:///{tmp}/x.db"}
 
 
 def local(name: str) -> dict[str, str]:
@@ -60,26 +52,13 @@ def run_suite(
     out = tmp / f"{subject}.jsonl"
     plugins = BASE + SUBJECT_PLUGINS[subject] + [arg for name in extra_plugins for arg in ("-p", name)]
     env = {
-        **os.environ,
-        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
-        "PYTHONPATH": str(REPO),
+        **suite_runner.base_env(),
         "GREENLIGHT_CELL": json.dumps({"id": "test", "subject": subject}),
         "GREENLIGHT_DATABASES": json.dumps(list(databases)),
         "GREENLIGHT_PLUGIN_ARGS": json.dumps(plugins),
         "GREENLIGHT_SCENARIO_OUT": str(out),
     }
-    command = [sys.executable, "-m", "pytest", str(SUITE), "-p", "matrix.scenarios.recorder", *plugins]
-    done = subprocess.run(
-        [*command, "--timeout=60", "-q", "--tb=native", *args],
-        env=env,
-        cwd=tmp,
-        capture_output=True,
-        text=True,
-        timeout=SUITE_TIMEOUT - 60,
-        check=False,
-    )
-    lines = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
-    return lines, done.stdout[-5000:] + done.stderr[-3000:]
+    return suite_runner.run(tmp, env, out, plugins, args, timeout=SUITE_TIMEOUT - 60)
 
 
 def check_verdicts(lines: list[dict[str, Any]], subject: str, databases: Sequence[dict[str, str]]) -> None:

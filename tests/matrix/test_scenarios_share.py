@@ -3,10 +3,6 @@ runner starts them (GREENLIGHT_SHARE), one after the other and side by side."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -15,7 +11,8 @@ import pytest
 
 from matrix import contract
 from matrix.scenarios.share import Store
-from tests.matrix.test_scenarios import BASE, REPO, SUBJECT_PLUGINS, SUITE, sqlite
+from tests.matrix import suite_runner
+from tests.matrix.suite_runner import BASE, SUBJECT_PLUGINS, sqlite
 
 KEYS = {"pytest,pytest_asyncio": "sha256:" + "ab" * 32}
 SHARED = "gather/one-session"  # depends=NOT_RUNNER
@@ -27,25 +24,15 @@ def run_cell(tmp: Path, cell: str, *args: str) -> tuple[dict[str, dict[str, Any]
     out = tmp / f"{cell}.jsonl"
     plugins = BASE + SUBJECT_PLUGINS["greenlight"]
     env = contract.scenario_env(
-        {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONPATH": str(REPO)},
+        suite_runner.base_env(),
         cell={"id": cell, "subject": "greenlight"},
         databases=[sqlite(tmp)],
         plugin_args=plugins,
         scenario_out=str(out),
         share={"dir": str(tmp / "shared"), "cell": cell, "keys": KEYS, "wait": 120},
     )
-    command = [sys.executable, "-m", "pytest", str(SUITE), "-p", "matrix.scenarios.recorder", *plugins]
-    done = subprocess.run(
-        [*command, "--timeout=60", "-q", "--tb=native", *args],
-        env=env,
-        cwd=tmp,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    lines = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
-    return {line["id"]: line for line in lines}, done.stdout[-3000:] + done.stderr[-2000:]
+    lines, output = suite_runner.run(tmp, env, out, plugins, args, timeout=600)
+    return {line["id"]: line for line in lines}, output
 
 
 def test_a_later_cell_reuses_what_does_not_depend_on_the_runner(tmp_path: Path) -> None:
