@@ -14,13 +14,16 @@ Two halves find them:
   innermost frame that is a task's root coroutine names the task. Root coroutines are known from the pending tasks
   of the loop, noted at each recorded event (a gather creates all its tasks before any of them runs).
 
-Nothing here imports pytest; hooks.py installs the listeners and asks ``explain`` about a failed test.
+connection_use.py is the same for an ``AsyncConnection`` used without a session, with the helpers below. Nothing here
+imports pytest; hooks.py installs the listeners and asks ``explain`` about a failed test.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import sys
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +35,8 @@ from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
 
 from . import diagnostics
-from .engines import _is_library, frame_location, user_line
+from .compat import real_parent
+from .engines import _is_library, frame_location
 
 # Substrings of "<exception type>: <message>" that mean two operations overlapped on one session or connection.
 SIGNATURES = (
@@ -60,7 +64,7 @@ class Operation:
     task: str  # the task's name and root coroutine: "'Task-3' (one())"
     root: int  # id() of the task's root coroutine frame
     what: str
-    where: Optional[str]
+    where: Optional[tuple[str, int]]  # the user's line: (file, line number), made relative when explained
 
 
 @dataclass
@@ -105,20 +109,16 @@ class ConcurrentUse:
                 frame = _root_frame(pending)
                 if frame is not None:
                     record.roots[id(frame)] = (frame.f_code, _label(pending))
-            record.operations.append(Operation(_label(task), id(root), what, user_line(self.rootdir, stop=root)))
+            record.operations.append(Operation(_label(task), id(root), what, user_site(stop=root)))
             del record.operations[:-_KEEP]
 
         return record
 
     def explain(self, failure: BaseException) -> Optional[str]:
         """The named explanation when ``failure`` comes from two tasks using one session, else None."""
-        chain = diagnostics.exception_chain(failure)
-        # The deepest match was raised first: by the task that collided (a later one is often the test's own
-        # close() of the session, failing for the same reason).
-        matching = [error for error in chain if _is_concurrent(error)]
-        if not matching:
+        error = deepest_match(failure)
+        if error is None:
             return None
-        error = matching[-1]
         frames = _traceback_frames(error)
         session = _session_in(frames)
         record = self._sessions.get(session) if session is not None else None
@@ -128,15 +128,75 @@ class ConcurrentUse:
         other = next((op for op in reversed(record.operations) if failed is None or op.root != failed[0]), None)
         if other is None:
             return None
-        where = next((frame_location(f, self.rootdir) for f in reversed(frames) if not _is_library(f)), None)
-        return diagnostics.concurrent_use(
-            first=other.task,
-            first_what=other.what,
-            first_where=other.where or "(no line of yours in that task)",
-            second=failed[1] if failed is not None else "another task",
-            second_where=where or "(no line of yours in that task)",
-            error=f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
-        )
+        return named(diagnostics.concurrent_use, self.rootdir, other, failed, frames, error)
+
+
+def deepest_match(failure: BaseException) -> Optional[BaseException]:
+    """The exception of ``failure``'s chain that says two operations overlapped, raised first; or None."""
+    # The deepest match was raised first: by the task that collided (a later one is often the test's own close() of
+    # the session, failing for the same reason).
+    matching = [error for error in diagnostics.exception_chain(failure) if _is_concurrent(error)]
+    return matching[-1] if matching else None
+
+
+def named(
+    message: Callable[..., str],
+    rootdir: str,
+    other: Operation,
+    failed: Optional[tuple[int, str]],
+    frames: list[FrameType],
+    error: BaseException,
+) -> str:
+    """``message`` (diagnostics.concurrent_use's arguments) for ``other``, which began an operation, and ``failed``,
+    whose operation (its line in ``frames``) met it with ``error``."""
+    where = next((frame_location(f, rootdir) for f in reversed(frames) if not _is_library(f)), None)
+    return message(
+        first=other.task,
+        first_what=other.what,
+        first_where=_location(other.where, rootdir) if other.where else "(no line of yours in that task)",
+        second=failed[1] if failed is not None else "another task",
+        second_where=where or "(no line of yours in that task)",
+        error=f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}",
+    )
+
+
+# Code object -> whether it is a library's (engines._is_library): user_site runs per statement for connections.
+_library_code: dict[CodeType, bool] = {}
+
+
+def user_site(stop: Optional[FrameType]) -> Optional[tuple[str, int]]:
+    """engines.user_line's walk, cheap enough for every statement: the innermost line of the user's code on the stack,
+    across the greenlets SQLAlchemy switches through, up to ``stop`` (the task's root coroutine). Whether a code
+    object is a library's is worked out once; the path is made relative only when a failure is explained."""
+    from greenlet import getcurrent
+
+    frame: Optional[FrameType] = sys._getframe(1)
+    current: Any = getcurrent()
+    for _ in range(64):  # a greenlet's parents end at the thread's main greenlet; the bound only guards
+        while frame is not None:
+            library = _library_code.get(frame.f_code)
+            if library is None:
+                if len(_library_code) > 4096:  # code compiled anew and again (exec) must not grow it for ever
+                    _library_code.clear()
+                library = _library_code[frame.f_code] = _is_library(frame)
+            if not library:
+                return frame.f_code.co_filename, frame.f_lineno
+            if frame is stop:
+                return None
+            frame = frame.f_back
+        current = real_parent(current)  # greenlet's own parent, not the portal's `parent` property
+        if current is None:
+            return None
+        frame = current.gr_frame
+    return None
+
+
+def _location(site: tuple[str, int], rootdir: str) -> str:
+    """engines.frame_location for a noted (file, line number)."""
+    name, line = site
+    if rootdir and name.startswith(rootdir.rstrip(os.sep) + os.sep):
+        name = os.path.relpath(name, rootdir)
+    return f"{name}:{line}"
 
 
 def _quiet(listener: Callable[..., None]) -> Callable[..., None]:

@@ -12,6 +12,7 @@ from . import __version__, compat, diagnostics, verified
 if TYPE_CHECKING:
     from .baseline import Baseline
     from .concurrent_use import ConcurrentUse
+    from .connection_use import ConnectionUse
     from .engines import EngineTracker
     from .implicit_io import Recorder
 
@@ -27,6 +28,7 @@ _baseline_key: pytest.StashKey[Optional[Baseline]] = pytest.StashKey()
 _written_key: pytest.StashKey[str] = pytest.StashKey()
 _engines_key: pytest.StashKey[EngineTracker] = pytest.StashKey()
 _concurrent_key: pytest.StashKey[ConcurrentUse] = pytest.StashKey()
+_connections_key: pytest.StashKey[ConnectionUse] = pytest.StashKey()
 WORKER_OUTPUT = "greenlight_sites"  # a pytest-xdist worker's sites, in config.workeroutput
 
 
@@ -113,9 +115,12 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     tracker.install()
     from .concurrent_use import ConcurrentUse
+    from .connection_use import ConnectionUse
 
     concurrent = config.stash[_concurrent_key] = ConcurrentUse(rootdir=str(config.rootpath))
     concurrent.install()
+    connections = config.stash[_connections_key] = ConnectionUse(rootdir=str(config.rootpath))
+    connections.install()
     # Every loop that creates a task while a test runs gets the portal, however it was made (the event-loop policy,
     # pytest-asyncio's loop factories, anyio's backend options, asyncio.Runner in the test).
     config.stash[_undo_key] = portal.serve_new_loops()
@@ -129,6 +134,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     config.stash[_undo_key]()
     config.stash[_engines_key].uninstall()
     config.stash[_concurrent_key].uninstall()
+    config.stash[_connections_key].uninstall()
     portal.settings.on_implicit_io = None
     portal.settings.enabled = True
 
@@ -214,8 +220,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             # A connection checked out on another loop than it was opened on is the cause even when the error's
             # text does not say so (SQLAlchemy 2.1.0 reports the failed rollback that follows it instead).
             explanation = _name_the_loops(item) or explanation
-        # Two tasks on one session: name them (SQLAlchemy's message names neither).
-        explanation = item.config.stash[_concurrent_key].explain(call.excinfo.value) or explanation
+        # Two tasks on one session, or on one connection without a session: name them (SQLAlchemy's message names
+        # neither).
+        explanation = (
+            item.config.stash[_concurrent_key].explain(call.excinfo.value)
+            or item.config.stash[_connections_key].explain(call.excinfo.value)
+            or explanation
+        )
         if explanation is not None:
             report.sections.append(("greenlight: why this failed", explanation))
 

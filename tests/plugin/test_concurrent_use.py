@@ -1,4 +1,5 @@
-"""Two tasks using one AsyncSession at once: the explanation names both tasks and the user's line in each.
+"""Two tasks using one AsyncSession or AsyncConnection at once: the explanation names both tasks and the user's line
+in each.
 
 Each inner test produces the real failure on a real driver; "bare" runs without the plugin show the failure and
 SQLAlchemy's own message, which names neither task.
@@ -15,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from pytest_greenlight.concurrent_use import ConcurrentUse
+from pytest_greenlight.connection_use import ConnectionUse
 
 from .conftest import DATABASES, Runner
 
@@ -211,5 +213,87 @@ def test_commit_while_executing_names_the_commit(runner: Runner) -> None:
 def test_other_failures_are_not_about_concurrent_use() -> None:
     tracker = ConcurrentUse()
     assert tracker.explain(KeyError("unrelated")) is None
-    # The right words, but no session the plugin saw an operation on: nothing to name.
+    # The right words, but no session or connection the plugin saw an operation on: nothing to name.
     assert tracker.explain(RuntimeError("cannot perform operation: another operation is in progress")) is None
+    connections = ConnectionUse()
+    assert connections.explain(KeyError("unrelated")) is None
+    assert connections.explain(RuntimeError("cannot perform operation: another operation is in progress")) is None
+
+
+# Two tasks on one AsyncConnection, no session. What really fails (checked on the newest, floor and oldest stacks):
+# * gather() over two conn.execute() does not fail on any driver: SQLAlchemy's asyncpg and aiomysql adapters hold a
+#   lock per connection around each statement, and aiosqlite runs every call on its one thread, in turn. The inner
+#   test_two_executes shows it passes, with and without the plugin.
+# * A commit (or rollback) while another task is inside a statement is not under that lock: asyncpg refuses it
+#   ("cannot perform operation: another operation is in progress") and aiomysql's second reader fails
+#   ("readexactly() called while another coroutine is already waiting for incoming data"). aiosqlite runs both in
+#   turn on its thread: on SQLite the inner test passes, and there is nothing to explain.
+# The statement before the gather() opens the transaction on the server, so the commit has work to do.
+CONNECTION_GATHER = """
+import asyncio
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+from models import URL
+
+@pytest.mark.asyncio
+async def test_commit_while_fetching():
+    engine = create_async_engine(URL)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("select 0"))
+            async def fetch(n):
+                return (await conn.execute(text(f"select {n}"))).scalar()
+            async def save():
+                await conn.commit()
+            tasks = [asyncio.ensure_future(fetch(1)), asyncio.ensure_future(save())]
+            try:
+                await asyncio.gather(*tasks)
+            finally:
+                await asyncio.wait(tasks)
+    finally:
+        await engine.dispose()
+
+@pytest.mark.asyncio
+async def test_two_executes():
+    engine = create_async_engine(URL)
+    try:
+        async with engine.connect() as conn:
+            async def fetch(n):
+                return (await conn.execute(text(f"select {n}"))).scalar()
+            assert await asyncio.gather(fetch(1), fetch(2)) == [1, 2]
+    finally:
+        await engine.dispose()
+"""
+
+
+# Not asyncmy: it is not installed on these stacks, and what it does here is unchecked.
+@pytest.mark.parametrize("database", SERVERS[:3])
+def test_gather_over_one_connection_names_both_tasks(
+    runner: Runner, monkeypatch: pytest.MonkeyPatch, database: str
+) -> None:
+    _use(runner, monkeypatch, database)
+    bare = runner.run(CONNECTION_GATHER, "-p", "no:randomly", plugin=False, **FRESH)
+    result = runner.run(CONNECTION_GATHER, "-p", "no:randomly", **FRESH)
+    if database == "sqlite":
+        # aiosqlite serializes the two calls on its thread: no failure, with or without the plugin.
+        bare.assert_outcomes(passed=2)
+        result.assert_outcomes(passed=2)
+        return
+    bare.assert_outcomes(passed=1, failed=1)
+    error = "*another operation is in progress*" if database == "postgresql" else "*already waiting for incoming data*"
+    bare.stdout.fnmatch_lines([error])
+    assert "greenlight" not in bare.stdout.str()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*greenlight: why this failed*",
+            "Two tasks used ONE AsyncConnection at the same time (SQLAlchemy's message names neither):",
+            "  task 'Task-*' (test_commit_while_fetching.<locals>.fetch()) began a statement on it at "
+            "test_inner.py:14, and was still inside it;",
+            "  task 'Task-*' (test_commit_while_fetching.<locals>.save()) started another operation on it at "
+            "test_inner.py:16, which failed:",
+            "    " + error,
+            "Fix: give each concurrent task its own connection*",
+        ]
+    )
