@@ -93,16 +93,16 @@ class ConnectionUse:
             root = _root_frame(task) if task is not None else None
             if task is None or root is None:
                 return
-            record = self._connections.get(connection)
-            if record is None:
-                record = self._connections[connection] = _Record()
+            noted = self._connections.get(connection)
+            if noted is None:
+                noted = self._connections[connection] = _Record()
             label = _label(task)
-            record.roots[id(root)] = (root.f_code, label)
-            record.operations.append(Operation(label, id(root), what, user_site(stop=root)))
-            if len(record.operations) > 2 * _KEEP:  # trimmed now and then, with the roots of the operations dropped
-                del record.operations[:-_KEEP]
-                kept = {op.root for op in record.operations}
-                record.roots = {key: value for key, value in record.roots.items() if key in kept}
+            noted.roots[id(root)] = (root.f_code, label)
+            noted.operations.append(Operation(label, id(root), what, user_site(stop=root)))
+            if len(noted.operations) > 2 * _KEEP:  # trimmed now and then, with the roots of the operations dropped
+                del noted.operations[:-_KEEP]
+                kept = {op.root for op in noted.operations}
+                noted.roots = {key: value for key, value in noted.roots.items() if key in kept}
 
         return record
 
