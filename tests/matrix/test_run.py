@@ -317,8 +317,9 @@ def test_interrupted_cell_still_writes_every_result(tmp_path: Path) -> None:
     script.write_text(
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from matrix import axes, axes_file, run\n"
-        "run.install_cell = lambda *args, **kwargs: time.sleep(600)  # a slow install, to be interrupted\n"
+        "from matrix import axes, axes_file, cell, run\n"
+        "# A slow install, to be interrupted: patched where the cell runner looks the name up.\n"
+        "cell.install_cell = lambda *args, **kwargs: time.sleep(600)\n"
         f"matrix = axes_file.parse({SMALL!r})\n"
         "runner = run.CellRunner(matrix, axes.Cell('3.12', '2.1', '1'), Path(sys.executable), say=print,\n"
         f"    results=Path({str(tmp_path / 'results')!r}), work_root=Path({str(tmp_path / 'cells')!r}), run='r1')\n"
