@@ -13,7 +13,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from typing import Any, TypeVar, Union
 
@@ -33,7 +33,7 @@ CATEGORIES = (
 )
 _ID = re.compile(r"^([a-z-]+)/[a-z0-9][a-z0-9-]*$")
 # Axis keys a rule may test; the version ones take specifiers like ">=2.0,<2.1", the others exact values.
-VERSION_AXES = ("python", "sqlalchemy", "pytest_asyncio")
+VERSION_AXES = ("python", "sqlalchemy", "pytest_asyncio", "pytest")
 VALUE_AXES = ("subject", "driver", "database")
 # What a scenario's result may depend on (``depends=``); "database" means the database and its driver. A scenario
 # that does not depend on the database runs once per cell, on the first database whose dialect this SQLAlchemy
@@ -84,9 +84,10 @@ class Axes:
     subject: str
     driver: str = ""
     database: str = ""  # the database kind: sqlite, postgresql or mysql
+    pytest: str = ""  # pytest's version ("": unknown, which no version specifier matches)
 
     def with_target(self, *, driver: str, database: str) -> Axes:
-        return Axes(self.python, self.sqlalchemy, self.pytest_asyncio, self.subject, driver, database)
+        return replace(self, driver=driver, database=database)
 
 
 def _installed(dist: str) -> str:
@@ -104,6 +105,7 @@ def current_axes(environ: Mapping[str, str] = os.environ) -> Axes:
         sqlalchemy=_installed("sqlalchemy"),
         pytest_asyncio=_installed("pytest-asyncio"),
         subject=str(cell.get("subject", "none")),
+        pytest=_installed("pytest"),
     )
 
 

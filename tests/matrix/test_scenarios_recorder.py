@@ -8,11 +8,12 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from matrix.scenarios.core import PASS, Axes, Scenario, not_applicable, raises, version_matches, when
+from matrix.scenarios.core import PASS, Axes, Scenario, current_axes, not_applicable, raises, version_matches, when
 from matrix.scenarios.recorder import exception_names, qualified_name, verdict
 from matrix.scenarios.support import redact
 
@@ -66,6 +67,17 @@ def test_first_matching_rule_wins_and_default_applies_otherwise() -> None:
     assert declared.describe() == (
         "raises:sqlalchemy.exc.InvalidRequestError; n/a (old) when pytest_asyncio<0.24; pass when sqlalchemy<2.0"
     )
+
+
+def test_a_rule_on_pytest_tests_the_installed_pytest() -> None:
+    """teardown-hygiene/dispose-on-wrong-loop's aiomysql rule: unraisable warnings fail teardown before pytest 8.4."""
+    rule = when(driver="aiomysql", pytest="<8.4", expect=raises("pytest.PytestUnraisableExceptionWarning"))
+    old = Axes("3.10.13", "2.0.0", "0.21.0", "none", "aiomysql", "mysql", pytest="7.4.0")
+    assert rule.matches(old)
+    assert not rule.matches(replace(old, pytest="8.4.2"))
+    assert not rule.matches(replace(old, pytest=""))  # unknown: no specifier matches
+    assert current_axes({}).pytest == pytest.__version__
+    assert current_axes({}).with_target(driver="asyncpg", database="postgresql").pytest == pytest.__version__
 
 
 def test_value_rules_accept_one_of_several() -> None:
