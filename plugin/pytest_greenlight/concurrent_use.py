@@ -74,26 +74,39 @@ class _Record:
 
 
 @dataclass
-class ConcurrentUse:
-    """Installed by hooks.py for the session; ``explain`` names the tasks of a concurrent-use failure."""
+class Recorders:
+    """Recording listeners on one SQLAlchemy class, there only while the plugin is configured. Each event is checked
+    for at install: one the installed SQLAlchemy lacks is skipped, so a diagnosis is less precise but nothing fails."""
 
     rootdir: str = ""
-    _sessions: weakref.WeakKeyDictionary[Session, _Record] = field(default_factory=weakref.WeakKeyDictionary)
-    _listeners: list[tuple[str, Callable[..., None]]] = field(default_factory=list)
+    _listeners: list[tuple[Any, str, Callable[..., None]]] = field(default_factory=list)
 
-    def install(self) -> None:
-        for name, what in _EVENTS.items():
+    def _recorder(self, what: str) -> Callable[..., None]:
+        raise NotImplementedError
+
+    def listen(self, target: Any, events: dict[str, str]) -> None:
+        for name, what in events.items():
             listener = _quiet(self._recorder(what))
             try:
-                event.listen(Session, name, listener)
+                event.listen(target, name, listener)
             except InvalidRequestError:  # "No such event": this SQLAlchemy lacks it; record the others
                 continue
-            self._listeners.append((name, listener))
+            self._listeners.append((target, name, listener))
 
     def uninstall(self) -> None:
-        for name, listener in self._listeners:
-            event.remove(Session, name, listener)
+        for target, name, listener in self._listeners:
+            event.remove(target, name, listener)
         self._listeners = []
+
+
+@dataclass
+class ConcurrentUse(Recorders):
+    """Installed by hooks.py for the session; ``explain`` names the tasks of a concurrent-use failure."""
+
+    _sessions: weakref.WeakKeyDictionary[Session, _Record] = field(default_factory=weakref.WeakKeyDictionary)
+
+    def install(self) -> None:
+        self.listen(Session, _EVENTS)
 
     def _recorder(self, what: str) -> Callable[..., None]:
         def record(session: Any, *args: Any) -> None:

@@ -23,16 +23,14 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Optional
 
-from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import InvalidRequestError
 
 from . import diagnostics
 from .concurrent_use import (
     _KEEP,
     Operation,
+    Recorders,
     _label,
-    _quiet,
     _Record,
     _root_frame,
     _session_in,
@@ -63,26 +61,13 @@ the operations one after another."""
 
 
 @dataclass
-class ConnectionUse:
+class ConnectionUse(Recorders):
     """Installed by hooks.py beside ConcurrentUse; ``explain`` names the tasks of a collision on one connection."""
 
-    rootdir: str = ""
     _connections: weakref.WeakKeyDictionary[Connection, _Record] = field(default_factory=weakref.WeakKeyDictionary)
-    _listeners: list[tuple[str, Callable[..., None]]] = field(default_factory=list)
 
     def install(self) -> None:
-        for name, what in _EVENTS.items():
-            listener = _quiet(self._recorder(what))
-            try:
-                event.listen(Engine, name, listener)
-            except InvalidRequestError:  # "No such event": this SQLAlchemy lacks it; record the others
-                continue
-            self._listeners.append((name, listener))
-
-    def uninstall(self) -> None:
-        for name, listener in self._listeners:
-            event.remove(Engine, name, listener)
-        self._listeners = []
+        self.listen(Engine, _EVENTS)
 
     def _recorder(self, what: str) -> Callable[..., None]:
         def record(connection: Connection, *args: Any) -> None:
