@@ -73,6 +73,14 @@ class _Record:
     roots: dict[int, tuple[CodeType, str]] = field(default_factory=dict)  # id(root frame) -> (its code, task label)
 
 
+def running_task() -> Optional[asyncio.Task[Any]]:
+    """The task an event fired in; None in sync code (no running loop), where nothing concurrent is to tell."""
+    try:
+        return asyncio.current_task()
+    except RuntimeError:
+        return None
+
+
 @dataclass
 class Recorders:
     """Recording listeners on one SQLAlchemy class, there only while the plugin is configured. Each event is checked
@@ -110,10 +118,7 @@ class ConcurrentUse(Recorders):
 
     def _recorder(self, what: str) -> Callable[..., None]:
         def record(session: Any, *args: Any) -> None:
-            try:
-                task = asyncio.current_task()
-            except RuntimeError:  # no running loop: a sync Session, nothing concurrent to tell
-                return
+            task = running_task()
             if task is None:
                 return
             root = _root_frame(task)

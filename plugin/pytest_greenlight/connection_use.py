@@ -16,7 +16,6 @@ and its line: the failure's traceback, as for a session.
 
 from __future__ import annotations
 
-import asyncio
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from .concurrent_use import (
     _traceback_frames,
     deepest_match,
     named,
+    running_task,
     user_site,
 )
 
@@ -71,10 +71,7 @@ class ConnectionUse(Recorders):
 
     def _recorder(self, what: str) -> Callable[..., None]:
         def record(connection: Connection, *args: Any) -> None:
-            try:
-                task = asyncio.current_task()
-            except RuntimeError:  # no running loop: a sync Connection, nothing concurrent to tell
-                return
+            task = running_task()
             root = _root_frame(task) if task is not None else None
             if task is None or root is None:
                 return
