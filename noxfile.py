@@ -18,6 +18,7 @@ import nox
 
 ROOT = Path(__file__).parent
 sys.path.insert(0, str(ROOT))
+from matrix.paths import cache_bytecode  # noqa: E402  (needs ROOT on sys.path)
 
 nox.needs_version = ">=2025.10"
 nox.options.default_venv_backend = "uv"
@@ -28,6 +29,9 @@ os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
 # ties containers to it (removed when this pid ends) and every results file of the run carries the run id.
 os.environ.setdefault("GREENLIGHT_INVOCATION", str(os.getpid()))
 os.environ.setdefault("GREENLIGHT_RUN_ID", time.strftime("%Y-%m-%dT%H:%M:%SZ-", time.gmtime()) + f"{os.getpid():x}")
+# Bytecode cached under build/pycache for every process a session starts (the tests' inner pytest runs, the matrix's
+# cells), even where the machine sets PYTHONDONTWRITEBYTECODE; matrix/paths.py says why.
+cache_bytecode(os.environ)
 
 # The stacks the plugin's tests run on. "floor" is the exact lowest patch of everything the plugin claims (see
 # pyproject.toml and README "Supported versions"); "lowest-direct" lets uv pick the lowest versions pyproject allows;

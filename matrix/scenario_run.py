@@ -17,7 +17,7 @@ from typing import Any, Optional
 from matrix import contract
 from matrix.install import plugin_args
 from matrix.interpreter import Interpreter
-from matrix.paths import PYCACHE, ROOT
+from matrix.paths import ROOT, cache_bytecode
 from matrix.watchdog import MAX_RESUMES, PytestRun, StopSignal, run_pytest, stall_detector, watch_events
 
 
@@ -69,11 +69,7 @@ def pytest_env(
         PYTHONPATH=str(ROOT),
         PYTEST_DISABLE_PLUGIN_AUTOLOAD="1",
     )
-    # Bytecode is cached under build/, never beside the sources. A machine that sets PYTHONDONTWRITEBYTECODE (this
-    # kind does) otherwise compiles pytest, SQLAlchemy and the drivers from source in every subject run, fork
-    # server and nested run: a quarter of a subject run's CPU (py-spy, py3.11-sa1.4-pa1.0 cell).
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env.setdefault("PYTHONPYCACHEPREFIX", str(PYCACHE))
+    cache_bytecode(env)  # every subject run, fork server and nested run imports pytest and SQLAlchemy
     return env
 
 
