@@ -92,9 +92,15 @@ def check_verdicts(lines: list[dict[str, Any]], subject: str, databases: Sequenc
 
 
 def run_both(tmp: Path, databases: Sequence[dict[str, str]]) -> None:
-    # The two subjects are independent pytest processes: run them side by side to halve the wall time.
+    # The two subjects are independent pytest processes: run them side by side to halve the wall time. Each writes
+    # a SQLite file of its own, as in the matrix (matrix/databases.py: one per subject run): two processes on one
+    # file lock each other out ("database is locked" after SQLite's 5 s busy timeout, seen under load in CI).
+    def own(subject: str) -> list[dict[str, str]]:
+        (tmp / subject).mkdir(parents=True, exist_ok=True)
+        return [sqlite(tmp / subject) if db["kind"] == "sqlite" else db for db in databases]
+
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {s: pool.submit(run_suite, tmp / s, s, databases) for s in SUBJECT_PLUGINS}
+        futures = {s: pool.submit(run_suite, tmp / s, s, own(s)) for s in SUBJECT_PLUGINS}
     for subject, future in futures.items():
         lines, output = future.result()
         assert lines, output
