@@ -94,7 +94,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_teardown(item: pytest.Item) -> None:
-    gc.collect()  # the same, for what the scenario's own teardown left
+    """The same collection, for what the scenario's own teardown left; then freeze what survived it.
+
+    What outlives its scenario (SQLAlchemy's registries and caches, the drivers' module state) is never garbage a
+    later scenario must see, but every full collection scanned it again: on a cell with every database (520
+    scenario runs per subject) those collections grew with the run and took about 40% of the cell's CPU. Frozen,
+    each collection looks only at the objects of the scenario that just ran. Measured, one Docker cell
+    (py3.12-sa2.1-pa1.5-pt9, --fresh --no-share), twice each way: 139 / 130 CPU-s before, 79 / 80 after; the
+    same 1,560 verdicts both times. Something still referenced here that becomes garbage later is not collected
+    in a later scenario, where its finalizer ("Event loop is closed", a GC warning) would only be noise there."""
+    gc.collect()
+    gc.freeze()
 
 
 _EXIT_STATUS: list[int] = []
