@@ -75,7 +75,10 @@ def test_killing_a_database_container_mid_run_loses_only_its_results(tmp_path: P
     process = start_matrix(tmp_path, env)
     try:
         watches = [tmp_path / "build" / "cells" / cell / f"{subject}.watch" for subject in ("greenlight", "none")]
-        in_slow_test = lambda: all("test_fault_slow" in read_or_empty(watch) for watch in watches)  # noqa: E731
+
+        def in_slow_test() -> bool:
+            return all("test_fault_slow" in read_or_empty(watch) for watch in watches)
+
         wait_for("both subjects' slow test", in_slow_test, 300, process)
         [victim] = containers(process.pid, MARIADB_IMAGE)
         subprocess.run(["docker", "kill", victim], capture_output=True, timeout=60, check=True)

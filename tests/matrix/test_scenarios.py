@@ -95,8 +95,7 @@ def run_both(tmp: Path, databases: Sequence[dict[str, str]]) -> None:
     # The two subjects are independent pytest processes: run them side by side to halve the wall time. Each writes
     # a SQLite file of its own, as in the matrix (matrix/databases.py: one per subject run): two processes on one
     # file lock each other out ("database is locked" after SQLite's 5 s busy timeout, seen under load in CI).
-    def own(subject: str) -> list[dict[str, str]]:
-        (tmp / subject).mkdir(parents=True, exist_ok=True)
+    def own(subject: str) -> list[dict[str, str]]:  # run_suite creates tmp / subject before the suite opens the file
         return [sqlite(tmp / subject) if db["kind"] == "sqlite" else db for db in databases]
 
     with ThreadPoolExecutor(max_workers=2) as pool:
