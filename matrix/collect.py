@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 from urllib.parse import quote, unquote
 
-from matrix.rules import CAP, OUTCOMES, STATUSES, VERDICTS, cap, make_redactor
+from matrix.rules import CAP, OUTCOMES, PASS_OR, STATUSES, VERDICTS, cap, make_redactor
 
 SCHEMA_VERSION = 1
 CELL_KEYS = ("id", "python", "sqlalchemy", "pytest_asyncio", "pytest", "tier")  # pytest: only with a pytest axis
@@ -116,12 +116,16 @@ def read_lines(source: Union[str, Path, bytes, None]) -> Lines:
 def compute_verdict(expected: Any, outcome: Any, exception: Any, recorded: Any = None) -> str:
     """The schema's verdict rule: ``works`` when the outcome matches ``expected``, ``broken`` otherwise.
 
-    ``raises:X`` is met by a failure or error raising ``X``. The recorder also accepts a subclass of ``X``,
-    which only it can see (it has the class); so a recorded ``works`` for a failure with another exception
-    name is kept, and every other case is decided here.
+    ``raises:X`` is met by a failure or error raising ``X``; ``pass or raises:X`` also by a pass. The recorder
+    also accepts a subclass of ``X``, which only it can see (it has the class); so a recorded ``works`` for a
+    failure with another exception name is kept, and every other case is decided here.
     """
     if outcome in ("skipped", "not-run"):
         return str(outcome)
+    if isinstance(expected, str) and expected.startswith(PASS_OR):
+        if outcome == "passed":
+            return "works"
+        expected = expected[len(PASS_OR) :]
     if expected == "pass":
         return "works" if outcome == "passed" else "broken"
     if isinstance(expected, str) and expected.startswith("raises:") and outcome in ("failed", "error"):

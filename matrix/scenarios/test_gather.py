@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from sqlalchemy import literal, select, text
 
-from matrix.scenarios.core import NOT_RUNNER, PASS, not_applicable, raises, scenario, when
+from matrix.scenarios.core import NOT_RUNNER, PASS, not_applicable, pass_or_raises, raises, scenario, when
 from matrix.scenarios.support import checked_out, make_engine, pooled_engine, targets
 
 # A wait far longer than any of these scenarios needs: hitting it means a hang, recorded as TimeoutError.
@@ -75,7 +75,11 @@ async def test_concurrent_sessions(db, models):
 @scenario(
     "gather/one-session",
     checks="gather over one AsyncSession: SQLAlchemy's clean error (2.0+), or right results, never a hang",
-    expect=raises("sqlalchemy.exc.InvalidRequestError"),
+    # A race: 2.0+ raises when a second task enters the session while the first is still inside it, which is most
+    # runs; when the first is out before the second comes in, the statements share the connection and the results
+    # are right (seen in 1 of 42 runs on SQLAlchemy 2.0.0 with asyncmy). Both are clean; a hang or wrong values
+    # are not.
+    expect=pass_or_raises("sqlalchemy.exc.InvalidRequestError"),
     unless=[when(sqlalchemy="<2.0", expect=PASS)],
     depends=NOT_RUNNER,
 )

@@ -131,6 +131,16 @@ def test_unavailable_database_gets_not_run_entries_and_summary_counts() -> None:
         ("raises:sqlalchemy.exc.MissingGreenlet", "failed", "builtins.RuntimeError", "broken", "broken"),
         # the recorder matched a subclass (it sees the class; the line carries only the leaf name)
         ("raises:sqlalchemy.exc.DBAPIError", "failed", "sqlalchemy.exc.InterfaceError", "works", "works"),
+        ("pass or raises:sqlalchemy.exc.InvalidRequestError", "passed", None, "works", "works"),
+        (
+            "pass or raises:sqlalchemy.exc.InvalidRequestError",
+            "failed",
+            "sqlalchemy.exc.InvalidRequestError",
+            "works",
+            "works",
+        ),
+        ("pass or raises:sqlalchemy.exc.InvalidRequestError", "failed", "builtins.AssertionError", "broken", "broken"),
+        ("pass or raises:sqlalchemy.exc.InvalidRequestError", "timeout", None, "broken", "broken"),
         ("pass", "skipped", None, "skipped", "skipped"),
         ("pass", "not-run", None, "not-run", "not-run"),
         ("n/a (not for sqlite)", "passed", None, "broken", "broken"),

@@ -17,6 +17,7 @@ from tests.matrix.suite_runner import BASE, SUBJECT_PLUGINS, sqlite
 KEYS = {"pytest,pytest_asyncio": "sha256:" + "ab" * 32}
 SHARED = "gather/one-session"  # depends=NOT_RUNNER
 OWN = "context/lazy-load-in-test"  # depends on everything
+TIMEOUT = "gather/pool-timeout"  # depends=NOT_RUNNER; raises, whatever the timing
 
 
 def run_cell(tmp: Path, cell: str, *args: str) -> tuple[dict[str, dict[str, Any]], str]:
@@ -49,21 +50,21 @@ def test_a_later_cell_reuses_what_does_not_depend_on_the_runner(tmp_path: Path) 
 
 
 def test_the_reused_verdict_is_judged_against_this_cells_expectation(tmp_path: Path) -> None:
-    """What is stored is an outcome; the verdict comes from this cell's declaration (SQLAlchemy 2.x: raises)."""
+    """What is stored is an outcome; the verdict comes from this cell's declaration (gather/pool-timeout: raises)."""
     store = Store(tmp_path / "shared", "cell-x", KEYS, 0)
-    place = store.place(SHARED, ("pytest", "pytest_asyncio"), "sqlite-aiosqlite")
+    place = store.place(TIMEOUT, ("pytest", "pytest_asyncio"), "sqlite-aiosqlite")
     assert place is not None
-    entry = {"id": SHARED, "database": "sqlite", "driver": "aiosqlite", "outcome": "passed", "verdict": "works",
+    entry = {"id": TIMEOUT, "database": "sqlite", "driver": "aiosqlite", "outcome": "passed", "verdict": "works",
              "expected": "pass", "exception": None}  # fmt: skip
     store.write(place, entry, [])
-    lines, output = run_cell(tmp_path, "cell-b", "-k", "one_session")
-    assert lines[SHARED]["ran_in"] == "cell-x", output
-    assert lines[SHARED]["expected"] == "raises:sqlalchemy.exc.InvalidRequestError"
-    assert lines[SHARED]["verdict"] == "broken"
-    names = ["sqlalchemy.exc.InvalidRequestError", "sqlalchemy.exc.SQLAlchemyError", "Exception"]
+    lines, output = run_cell(tmp_path, "cell-b", "-k", "pool_timeout")
+    assert lines[TIMEOUT]["ran_in"] == "cell-x", output
+    assert lines[TIMEOUT]["expected"] == "raises:sqlalchemy.exc.TimeoutError"
+    assert lines[TIMEOUT]["verdict"] == "broken"
+    names = ["sqlalchemy.exc.TimeoutError", "sqlalchemy.exc.SQLAlchemyError", "Exception"]
     store.write(place, {**entry, "outcome": "failed", "verdict": "broken", "exception": names[0]}, names)
-    lines, output = run_cell(tmp_path, "cell-c", "-k", "one_session")
-    assert lines[SHARED]["verdict"] == "works", output
+    lines, output = run_cell(tmp_path, "cell-c", "-k", "pool_timeout")
+    assert lines[TIMEOUT]["verdict"] == "works", output
 
 
 @pytest.mark.timeout(900)
