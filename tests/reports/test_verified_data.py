@@ -21,10 +21,6 @@ from tests.reports.results_factory import Spec, fabricate_run
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "compatibility.md"
-# The tracked docs table of this run predates the data file (and the matrix's pytest axis); the data file was made
-# from a smaller run of this checkout. The integrator's complete run regenerates both (`nox -s report`), which
-# changes the docs table's run id and ends this exception: from then on the packaged pair must agree.
-STALE_DOCS_RUN = "2026-11-22T02:39:23Z-4aa7"
 DRIVER_VERSIONS = {"aiosqlite": "0.22.1", "asyncpg": "0.32.0", "psycopg": "3.3.9"}
 
 
@@ -95,11 +91,6 @@ def generate(results: Path, out: Path) -> tuple[str, reader.Data]:
     return (out / "compat.md").read_text(encoding="utf-8"), reader.load(out / "v.json")
 
 
-@pytest.mark.xfail(
-    DOCS.is_file() and docs_run(DOCS.read_text(encoding="utf-8")) == STALE_DOCS_RUN,
-    reason="docs/compatibility.md predates the data file: the integrator's complete run regenerates both",
-    strict=True,
-)
 def test_the_packaged_data_says_what_the_docs_table_says() -> None:
     """Fails when plugin/pytest_greenlight/verified.json is out of date with docs/compatibility.md."""
     assert disagreements(DOCS.read_text(encoding="utf-8"), reader.load()) == []
