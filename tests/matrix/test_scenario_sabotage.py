@@ -84,9 +84,10 @@ SABOTEURS = [
         databases=("postgresql", "mariadb"),
     ),
     Saboteur(
-        "no-session-concurrency-guard",
+        "driver-error-on-concurrent-session",
         ("gather/one-session",),
-        "SQLAlchemy 1.4's AsyncSession, without 2.0's guard against concurrent use: no clean InvalidRequestError.",
+        "SQLAlchemy 1.4 on asyncpg: gather over one AsyncSession fails with the driver's \"another operation is in "
+        "progress\", not with 2.0's clean InvalidRequestError.",
     ),
     Saboteur(
         "pool-ignores-timeout",
