@@ -1,8 +1,9 @@
 """What the matrix run tells the person watching it, and the end of the run.
 
-* The first cell to start in an invocation says what this run will and will not do: cells listed, excluded and
-  without an interpreter here, which databases cannot run and why (before any cell has spent time), and where
-  results go.
+* The run says up front what it will and will not do: cells listed, excluded and without an interpreter here,
+  which databases cannot run and why (before any cell has spent time), and where results go. Under ``nox -j`` the
+  top-level process says it as soon as it knows the selection (a worker's output shows only when its cell ends);
+  otherwise the first cell does.
 * Every cell ends with one line per subject (verdicts against the declared expectations: works / broken /
   not-run, see :func:`matrix.cell.describe`) and a progress line: cells done, and an estimate of the time left
   from the cells that ran so far (under ``nox -j``, from the files of :mod:`matrix.selection`). Databases the banner
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
@@ -120,15 +122,42 @@ def cell_start(session: Any, matrix: axes.Matrix) -> list[str]:
         _state["planned"] = len(listed) if len(listed) > 1 else None
         _state["runnable"] = _runnable(listed, matrix) if len(listed) > 1 else None
         _state["announced"] = unavailable_servers(matrix)[0]
-    marker = BUILD / "progress" / f"{_safe(contract.text(contract.RUN_ID))}.started"
+    if _take_banner():
+        for line in banner(matrix):
+            session.log(line)
+    return list(_state["announced"])
+
+
+def _banner_marker() -> Path:
+    return BUILD / "progress" / f"{_safe(contract.text(contract.RUN_ID))}.started"
+
+
+def _take_banner() -> bool:
+    """Whether this process is the one of the run to say the banner (the first to ask)."""
+    marker = _banner_marker()
     marker.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except FileExistsError:
-        return list(_state["announced"])
-    for line in banner(matrix):
-        session.log(line)
-    return list(_state["announced"])
+        return False
+    return True
+
+
+def _banner_up_front(matrix: axes.Matrix) -> Callable[[Optional[list[str]]], None]:
+    """Under ``nox -j`` a worker's output shows only when its cell ends (a minute or more with the servers), so the
+    top-level process says the banner, as soon as it knows matrix cells were selected. It takes the banner before
+    any worker starts; when the selection cannot be known it lets go, and the first cell says it as without ``-j``."""
+    taken = _take_banner()
+
+    def say(cells: Optional[list[str]]) -> None:
+        if not taken:
+            return
+        if cells is None:
+            _banner_marker().unlink(missing_ok=True)
+        elif cells:
+            print("".join(f"nox > {line}\n" for line in banner(matrix)), end="", flush=True)
+
+    return say
 
 
 def cell_done(session: Any, outcome: Any) -> None:
@@ -393,4 +422,4 @@ def install(matrix: axes.Matrix, results: Path = RESULTS) -> None:
         listing = any(arg in ("-l", "--list", "--json") or arg.startswith("--list") for arg in argv)
         if selection.parallel_jobs(argv) > 1 and not listing:
             # `nox -j` workers know only their own cell: the top-level process says what was selected.
-            selection.record_plan(argv, contract.text(contract.RUN_ID))
+            selection.record_plan(argv, contract.text(contract.RUN_ID), on_selected=_banner_up_front(matrix))

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -94,8 +94,16 @@ def list_command(argv: Sequence[str]) -> list[str]:
     return [sys.executable, "-m", "nox", *kept, "--list", "--json"]
 
 
-def record_plan(argv: Sequence[str], run: str, *, directory: Path = PROGRESS, wait: bool = False) -> None:
-    """In the top-level process: write the plan (start time, jobs), then the selected cells in the background."""
+def record_plan(
+    argv: Sequence[str],
+    run: str,
+    *,
+    directory: Path = PROGRESS,
+    wait: bool = False,
+    on_selected: Optional[Callable[[Optional[list[str]]], None]] = None,
+) -> None:
+    """In the top-level process: write the plan (start time, jobs), then the selected cells in the background, and
+    hand them to ``on_selected`` (None when ``nox --list`` could not say)."""
     path = plan_path(run, directory)
     plan: dict[str, Any] = {"started": time.time(), "jobs": parallel_jobs(argv), "cells": None}
     _write(path, plan)
@@ -108,11 +116,13 @@ def record_plan(argv: Sequence[str], run: str, *, directory: Path = PROGRESS, wa
             sessions = json.loads(done.stdout) if done.returncode == 0 else None
         except (OSError, ValueError, subprocess.SubprocessError):
             sessions = None
-        if sessions is None:
-            return  # no estimate, as before; the run itself is not affected
-        names = [str(s.get("session", "")) for s in sessions if isinstance(s, dict)]
-        cells = [name[len("matrix(") : -1] for name in names if name.startswith("matrix(")]
-        _write(path, {**plan, "cells": cells})
+        cells: Optional[list[str]] = None
+        if sessions is not None:  # else no estimate, as before; the run itself is not affected
+            names = [str(s.get("session", "")) for s in sessions if isinstance(s, dict)]
+            cells = [name[len("matrix(") : -1] for name in names if name.startswith("matrix(")]
+            _write(path, {**plan, "cells": cells})
+        if on_selected is not None:
+            on_selected(cells)
 
     if wait:
         selected()

@@ -73,5 +73,8 @@ def test_under_nox_j_each_cell_estimates_the_time_left_and_unreachable_servers_a
     assert any(line.endswith(", no cell left to run") for line in progress), progress
     # No Docker engine and no URL: said once by the banner, and no cell repeats it.
     assert len(re.findall(r"postgresql-17 will be not-run: ", output)) == 1, output[-3000:]
+    # Up front: before the first cell's output, which nox -j shows only when that cell has ended.
+    banner_at, first_cell_at = done.stdout.find("will be not-run: "), done.stdout.find("Running session matrix(")
+    assert -1 < banner_at < first_cell_at, done.stdout[:3000]
     assert not re.search(r"\): not-run: postgresql-17", output), output[-3000:]
     assert output.count("(greenlight): completed: works ") == 3  # the per-subject verdict lines stay
