@@ -362,11 +362,7 @@ def finish(results: Path, run: str, stream: TextIO = sys.stderr) -> None:
     found = regressions_in(run_documents(results, run))
     manifest = write_manifest(results, run, _state.get("matrix"), BUILD / "run.json")
     if not manifest["complete"]:
-        print(
-            f"  not the complete default matrix ({len(manifest['cells_written'])} of {manifest['cells_listed']} "
-            "cells of this matrix written): the docs table is left alone",
-            file=stream,
-        )
+        print(f"  the docs table is left alone: not a complete run ({rules.why_incomplete(manifest)})", file=stream)
     documents = run_documents(results, run)
     completed = [d for d in documents if d.get("status") == "completed"]
     others = {d.get("status") for d in documents} - {"completed", "excluded", "interpreter-missing", "install-failed"}

@@ -1,5 +1,5 @@
 """The one definition of each rule the matrix and the report share: statuses, verdicts, the support tiers, what a
-plugin regression is, the text cap and URL-password redaction.
+plugin regression is, when a run is not the complete default matrix, the text cap and URL-password redaction.
 
 Standard library only and no other matrix import: the scenario suite (inside each cell's environment), the runner
 and ``reports`` (which reads results, later in the flow) all import it.
@@ -8,7 +8,8 @@ and ``reports`` (which reads results, later in the flow) all import it.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 from urllib.parse import quote, unquote
 
 # A results file's status, a scenario's outcome and its verdict (reports/SCHEMA.md).
@@ -72,3 +73,18 @@ def comparison_kind(plugin: str, baseline: str) -> str:
     if plugin == "broken" and baseline == "works":
         return "regression"
     return "same"
+
+
+def why_incomplete(manifest: Mapping[str, Any]) -> str:
+    """What keeps a run's manifest (``build/run.json``) from being the complete default matrix, the only run the
+    tracked docs table is rewritten from: said by the run at its end and by the report that leaves the table alone."""
+    scope = (
+        "the default matrix"
+        if manifest.get("default_matrix")
+        else "not the default matrix (--smoke or GREENLIGHT_AXES)"
+    )
+    return (
+        f"{scope}, {len(manifest.get('cells_written') or [])} of {manifest.get('cells_listed')} cells written, "
+        f"{len(manifest.get('cells_missing') or [])} missing, {len(manifest.get('cells_interrupted') or [])} "
+        f"interrupted, {len(manifest.get('cells_partial') or [])} without every database or interpreter"
+    )

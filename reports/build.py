@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
+from matrix.rules import why_incomplete
 from reports import badge, html, table, verified
 from reports.diffs import describe_regressions, regressions
 from reports.loading import decode_file, from_data, load_results, to_data
@@ -115,19 +116,7 @@ def docs_refusal(results: Path, docs: Path) -> Optional[str]:
     except (OSError, ValueError):
         return f"no run manifest at {manifest_path}: run the whole default matrix (`nox -s matrix`) first"
     if not manifest.get("complete"):
-        missing = len(manifest.get("cells_missing") or [])
-        interrupted = len(manifest.get("cells_interrupted") or [])
-        partial = len(manifest.get("cells_partial") or [])
-        scope = (
-            "the default matrix"
-            if manifest.get("default_matrix")
-            else "not the default matrix (--smoke or GREENLIGHT_AXES)"
-        )
-        return (
-            f"the last matrix run ({manifest.get('run_id')}) is not complete: {scope}, "
-            f"{len(manifest.get('cells_written') or [])} of {manifest.get('cells_listed')} cells written, "
-            f"{missing} missing, {interrupted} interrupted, {partial} without every database or interpreter"
-        )
+        return f"the last matrix run ({manifest.get('run_id')}) is not complete: {why_incomplete(manifest)}"
     stray = sorted({p.name for p in results.glob("*.json") if _run_id(p) not in (manifest.get("run_id"), None)})
     if stray:
         return f"{len(stray)} results file(s) are not from the complete run {manifest.get('run_id')} (e.g. {stray[0]})"

@@ -56,9 +56,13 @@ def expected_kinds(results: Path, subject: str) -> Counter[str]:
     """The verdict rules of SCHEMA.md, written out again here straight from the raw files."""
     files = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(results.glob("*__*.json"))]
     databases = list(dict.fromkeys(d["name"] for f in files for d in f["databases"]))
-    axes = [sorted({f["cell"][k] for f in files}) for k in ("python", "sqlalchemy", "pytest_asyncio")]
-    mine = {(f["cell"]["python"], f["cell"]["sqlalchemy"], f["cell"]["pytest_asyncio"]): f for f in files
-            if f["subject"]["name"] == subject}  # fmt: skip
+    # The grid is the support set's: canary and legacy cells are shown apart.
+    files = [f for f in files if f["cell"].get("tier", "support") in ("support", "floor")]
+    # Rows: Python x SQLAlchemy; columns: pytest-asyncio x pytest (1.4 runs under pytest 8.4 and 9: two columns).
+    axes = [sorted({f["cell"][k] for f in files}) for k in ("python", "sqlalchemy")]
+    axes.append(sorted({(f["cell"]["pytest_asyncio"], f["cell"].get("pytest")) for f in files}, key=str))
+    mine = {(f["cell"]["python"], f["cell"]["sqlalchemy"], (f["cell"]["pytest_asyncio"], f["cell"].get("pytest"))): f
+            for f in files if f["subject"]["name"] == subject}  # fmt: skip
     kinds: Counter[str] = Counter()
     for py in axes[0]:
         for sa in axes[1]:
