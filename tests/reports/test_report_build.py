@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from matrix.rules import SUPPORT_TIERS
 from tests.reports.results_factory import Spec, fabricate_run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +58,7 @@ def expected_kinds(results: Path, subject: str) -> Counter[str]:
     files = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(results.glob("*__*.json"))]
     databases = list(dict.fromkeys(d["name"] for f in files for d in f["databases"]))
     # The grid is the support set's: canary and legacy cells are shown apart.
-    files = [f for f in files if f["cell"].get("tier", "support") in ("support", "floor")]
+    files = [f for f in files if f["cell"].get("tier", "support") in SUPPORT_TIERS]
     # Rows: Python x SQLAlchemy; columns: pytest-asyncio x pytest (1.4 runs under pytest 8.4 and 9: two columns).
     axes = [sorted({f["cell"][k] for f in files}) for k in ("python", "sqlalchemy")]
     axes.append(sorted({(f["cell"]["pytest_asyncio"], f["cell"].get("pytest")) for f in files}, key=str))
