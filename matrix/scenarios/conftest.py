@@ -23,6 +23,7 @@ from matrix.scenarios.support import (
     drop_tables,
     make_models,
     missing_dialect,
+    own_database,
     representative,
     targets,
     unique_prefix,
@@ -31,7 +32,9 @@ from matrix.scenarios.support import (
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "db" in metafunc.fixturenames:
-        found = targets()
+        # A SQLite file per scenario: one scenario's leaked write lock must not fail the next ones.
+        name = f"{metafunc.module.__name__.rsplit('.', 1)[-1]}.{metafunc.function.__name__}"
+        found = [own_database(target, name) for target in targets()]
         declared = scenario_of(metafunc.function)
         if declared is not None and not declared.per_database:
             # One run stands for every database of the cell: the recorder writes its result for each of them.

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from matrix.scenarios.core import current_axes, version_matches
-from matrix.scenarios.support import Target, missing_dialect, representative, targets
+from matrix.scenarios.support import Target, missing_dialect, own_database, representative, targets
 
 REPO = Path(__file__).resolve().parents[2]
 LAYOUTS = Path(__file__).with_name("layouts")
@@ -187,7 +187,7 @@ def run_nested(
     if isolated:
         key = f"{key}@{db.id}"
     if key not in _RESULTS:
-        usable = [t for t in targets() if not missing_dialect(t)]
+        usable = [own_database(t, f"nested.{key}") for t in targets() if not missing_dialect(t)]
         if isolated:
             usable = [db]
         elif not every_database:

@@ -242,7 +242,7 @@ class Recorder:
             self.share(item.nodeid, entry, compute_outcome(phases).names)
             if not declared.per_database:
                 for other in targets():
-                    if other != target:
+                    if other.id != target.id:  # by id: the target that ran has a SQLite file of its own
                         self.write(self.stands_for(declared, entry, target, other))
 
     def entry(self, declared: Any, target: Target, phases: list[_Phase]) -> dict[str, Any]:

@@ -156,6 +156,24 @@ def test_pool_scenarios_see_leaked_connections(tmp_path: Path) -> None:
     assert {"gather/concurrent-sessions", "gather/pool-overflow-waits"} <= set(verdicts)
 
 
+@pytest.mark.timeout(SUITE_TIMEOUT)
+def test_a_leaked_sqlite_write_lock_stays_in_its_scenario(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One scenario's leaked write lock on SQLite does not fail the scenarios after it (each has a file of its own).
+
+    On one file per run, every later scenario waited out the busy timeout and was recorded broken for "database is
+    locked": a result about another scenario, which cross-cell sharing then reused in other cells."""
+    leaked = tmp_path / "leaked.txt"
+    monkeypatch.setenv("GREENLIGHT_TEST_LEAKED_LOCKS", str(leaked))
+    # Per-database scenarios, one of them nested (strict-mode), so the nested runs are covered too.
+    picked = "savepoint or commit_in_app_code or concurrent_sessions or strict_mode"
+    leak = "tests.matrix.sqlite_lock_leak"  # holds the first scenario's file's write lock until the run ends
+    lines, output = run_suite(tmp_path / "run", "greenlight", [sqlite(tmp_path)], "-k", picked, "-p", leak)
+    assert len(leaked.read_text(encoding="utf-8").splitlines()) == 1, output
+    verdicts = {line["id"]: line["verdict"] for line in lines}
+    assert len(verdicts) == 4, output
+    assert set(verdicts.values()) == {"works"}, (verdicts, output)
+
+
 def test_readme_catalogue_is_current() -> None:
     """The README table is generated from the declarations; regenerate with python -m matrix.scenarios.catalogue."""
     assert catalogue.readme_table() == catalogue.table()
