@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from matrix import axes, collect, lock, scenario_run, share
+from matrix import axes, bytecode, collect, lock, scenario_run, share
 from matrix.axes import Cell, Matrix, Subject
 from matrix.databases import Databases, unavailable_lines
 from matrix.install import inspect_env, install_cell, subject_plugins, uv_install
@@ -141,6 +141,9 @@ class CellRunner:
                     continue
                 versions, _ = inspect_env(self.python, self.launcher)
             ready.append((subject, versions))
+        environment, cache = self.python.parent.parent, bytecode.prefix()
+        if cache is not None:  # what other cells compiled of the same installed files (matrix/bytecode.py)
+            bytecode.seed(environment, cache, bytecode.cache_tag(self.versions["python"]))
         with ThreadPoolExecutor(max_workers=max(1, len(ready)), thread_name_prefix="subject") as pool:
             futures = [pool.submit(self.guarded_subject, s, v, databases) for s, v in ready]
             try:
@@ -158,6 +161,8 @@ class CellRunner:
                 for future in futures:
                     future.exception()
                 raise
+        if cache is not None:
+            bytecode.harvest(environment, cache)
         for name in databases.check_servers():
             self.say(f"{self.position}: {name} stopped answering during the run: its results are infra-error")
         self.report_databases(databases, again=True)
