@@ -69,6 +69,7 @@ class CellRunner:
         index = next(i for i, p in enumerate(plans) if p.cell == self.cell)
         self.position = f"cell {index + 1} of {len(plans)} ({self.cell.id})"
         self.stop = StopSignal()  # set on Ctrl-C/SIGTERM: every running subject kills its pytest
+        self.forkserver: Optional[str] = None  # the socket of the cell's fork server while its subjects run
         self._lock = threading.Lock()
 
     def execute(self) -> CellOutcome:
@@ -144,7 +145,10 @@ class CellRunner:
         environment, cache = self.python.parent.parent, bytecode.prefix()
         if cache is not None:  # what other cells compiled of the same installed files (matrix/bytecode.py)
             bytecode.seed(environment, cache, bytecode.cache_tag(self.versions["python"]))
-        with ThreadPoolExecutor(max_workers=max(1, len(ready)), thread_name_prefix="subject") as pool:
+        with (
+            scenario_run.fork_server(self.python, self.launcher, self.work / "forkserver.log") as self.forkserver,
+            ThreadPoolExecutor(max_workers=max(1, len(ready)), thread_name_prefix="subject") as pool,
+        ):
             futures = [pool.submit(self.guarded_subject, s, v, databases) for s, v in ready]
             try:
                 for future in futures:
@@ -218,9 +222,9 @@ class CellRunner:
         shared = self.share_config(subject, versions)
         with databases.for_run(key) as listed:
             cell = {**self.cell.as_dict(), "subject": subject.name}
-            env = scenario_run.pytest_env(self.python, cell, listed, modules, out, shared)
+            env = scenario_run.pytest_env(self.python, cell, listed, modules, out, shared, self.forkserver)
             timeout = self.matrix.run.scenario_timeout
-            command = scenario_run.pytest_command(self.python, modules, xml, timeout, self.pytest_args)
+            command = scenario_run.pytest_command(self.python, modules, xml, timeout, self.pytest_args, self.forkserver)
             try:
                 ran, seconds, resumed = self.run_resuming(subject, command, env, redact)
             except Interrupted as stop:

@@ -26,6 +26,7 @@ variable                   set by                              read by
 ``GREENLIGHT_WATCH_PLAN``  watchdog                            ``matrix.watch`` (what to skip, what hung)
 ``GREENLIGHT_NESTED_DBS``  nested runner                       the inner conftest
 ``GREENLIGHT_PROBE_OUT``   nested runner                       ``matrix.scenarios.probe``
+``GREENLIGHT_FORKSERVER``  cell runner                         nested runner (the cell's fork server's socket)
 =========================  ==================================  ===================================================
 """
 
@@ -55,6 +56,7 @@ WATCH_OUT = "GREENLIGHT_WATCH_OUT"
 WATCH_PLAN = "GREENLIGHT_WATCH_PLAN"
 NESTED_DBS = "GREENLIGHT_NESTED_DBS"
 PROBE_OUT = "GREENLIGHT_PROBE_OUT"
+FORKSERVER = "GREENLIGHT_FORKSERVER"
 
 # Server URLs reach the scenario run only through GREENLIGHT_DATABASES; these must not leak into it.
 SCRUBBED = (POSTGRES_URL, MYSQL_URL, "PYTEST_ADDOPTS", "PYTEST_PLUGINS")

@@ -8,9 +8,14 @@ the suite the way every subject's run is started. One pytest process under the s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -18,17 +23,24 @@ from matrix import contract
 from matrix.install import plugin_args
 from matrix.interpreter import Interpreter
 from matrix.paths import ROOT, cache_bytecode
+from matrix.scenarios import forkserver
 from matrix.watchdog import MAX_RESUMES, PytestRun, StopSignal, run_pytest, stall_detector, watch_events
 
 
 def pytest_command(
-    python: Path, modules: Sequence[str], xml: Path, scenario_timeout: float, pytest_args: Sequence[str]
+    python: Path,
+    modules: Sequence[str],
+    xml: Path,
+    scenario_timeout: float,
+    pytest_args: Sequence[str],
+    forkserver: Optional[str] = None,
 ) -> list[str]:
-    """The scenario suite's pytest command line for a subject whose plugins are ``modules``."""
+    """The scenario suite's pytest command line for a subject whose plugins are ``modules``: through the cell's
+    fork server when it has one (``python -m pytest`` itself when the server does not answer)."""
+    through = ["-m", "matrix.scenarios.forkserver", "--client", forkserver, "--"] if forkserver else ["-m", "pytest"]
     return [
         str(python),
-        "-m",
-        "pytest",
+        *through,
         str(ROOT / "matrix" / "scenarios"),
         "-p",
         "matrix.scenarios.recorder",
@@ -52,9 +64,10 @@ def pytest_env(
     modules: Sequence[str],
     out: Path,
     shared: Optional[Mapping[str, Any]] = None,
+    forkserver: Optional[str] = None,
 ) -> dict[str, str]:
-    """The run's environment: this process's, the contract (``cell`` names the subject too) and the cell's
-    environment first on PATH."""
+    """The run's environment: this process's, the contract (``cell`` names the subject too; ``forkserver`` is the
+    cell's fork server, for nested runs) and the cell's environment first on PATH."""
     env = contract.scenario_env(
         os.environ,
         cell=cell,
@@ -63,6 +76,13 @@ def pytest_env(
         scenario_out=str(out),
         share=shared,
     )
+    if forkserver:
+        env[contract.FORKSERVER] = forkserver
+    return _in_environment(python, env)
+
+
+def _in_environment(python: Path, env: dict[str, str]) -> dict[str, str]:
+    """``env`` for a process of the cell's environment ``python``: first on PATH, the repository importable."""
     env.update(
         PATH=os.pathsep.join([str(python.parent), env.get("PATH", "")]),
         VIRTUAL_ENV=str(python.parent.parent),
@@ -71,6 +91,45 @@ def pytest_env(
     )
     cache_bytecode(env)  # every subject run, fork server and nested run imports pytest and SQLAlchemy
     return env
+
+
+@contextlib.contextmanager
+def fork_server(python: Path, launcher: Interpreter, log: Path) -> Iterator[str]:
+    """The cell's fork server (:mod:`matrix.scenarios.forkserver`) while the block runs; yields its socket.
+
+    It imports pytest, SQLAlchemy and the drivers once for every subject's run and their nested runs (each was a
+    fresh interpreter's imports: about 0.6 CPU-s, at least six times a cell). Its environment is the runs' without
+    the contract variables, none of which a preloaded library reads. A server that fails to start only costs
+    time: the runs then start pytest themselves."""
+    directory = tempfile.mkdtemp(prefix="greenlight-forkserver-")  # short: a socket's path has 107 bytes at most
+    path = os.path.join(directory, "socket")
+    base = {k: v for k, v in os.environ.items() if k not in contract.SCRUBBED}
+    argv, env = launcher.command(
+        [str(python), "-m", "matrix.scenarios.forkserver", "--serve", path], _in_environment(python, base)
+    )
+    with log.open("w", encoding="utf-8") as out:
+        server = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=str(ROOT),
+            stdin=subprocess.PIPE,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        forkserver.wait_listening(path, server)
+        yield path
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()  # the server ends when its stdin closes
+        try:
+            server.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def run_resuming(

@@ -1,18 +1,25 @@
-"""Nested pytest runs without paying the interpreter's start-up each time: ``python -m matrix.scenarios.forkserver``.
+"""pytest runs without paying the interpreter's start-up each time: one server per cell forks them all.
 
-A nested scenario needs a pytest process of its own (its own configuration, or garbage of its own), and a fresh
-interpreter spends seconds importing pytest, SQLAlchemy and the drivers before the first inner test runs: that was
-most of a nested run's cost. This server imports those libraries once, then forks one child per request; each child
-is a process of its own (its own loop, garbage and module state: the isolation a nested run is for) that runs
-``pytest.main`` in the request's directory and environment.
+A pytest process spends about 0.6 CPU-s importing pytest, SQLAlchemy and the drivers before its first test (each
+cell's subject runs and every nested scenario run did it again, six times a SQLite cell at least). This server
+imports them once, then forks one run per request: each run is a process of its own (its own loop, garbage and
+module state: the isolation a run needs) doing ``pytest.main`` in the request's directory and environment.
 
-Protocol (one JSON object per line): the client writes ``{"cwd", "args", "env", "output", "timeout"}`` to stdin, the
-server answers ``{"returncode"}`` (-1 when the child outlived ``timeout`` and was killed with its process group).
-The server ends when its stdin closes, so it never outlives the scenario run that started it (and it is in that
-run's process group, which the matrix runner kills on a hang).
+``python -m matrix.scenarios.forkserver --serve SOCKET`` is the server: it listens on a Unix socket before it
+imports anything (requests wait in the backlog meanwhile), and ends when its stdin closes, so it never outlives
+whoever started it. A request is one JSON line ``{"cwd", "args", "env"}`` carrying the client's stdin, stdout and
+stderr as file descriptors; the answer is ``{"returncode"}`` (negative: killed by that signal). The server forks a
+keeper per request, in a session of its own, which forks the run and waits for it; when the client goes away (a
+watchdog killed it, a timeout closed the connection) the keeper kills the run's whole session.
+
+``python -m matrix.scenarios.forkserver --client SOCKET -- ARGS`` is ``python -m pytest ARGS`` through the server
+(the matrix runner starts each subject's suite this way, under its watchdog): its exit status is the run's, and
+with no server answering it becomes ``python -m pytest ARGS`` itself. :func:`request` is the same from Python
+(nested scenario runs).
 
 Preloaded: libraries only, never a module pytest loads as a plugin (``-p``): pytest rewrites the asserts of those
-and warns when one was imported before it could.
+and warns when one was imported before it could. Nothing that reads the environment at import time differs
+between the server and its runs (the runner starts both with the same environment but the contract variables).
 """
 
 from __future__ import annotations
@@ -22,9 +29,14 @@ import gc
 import importlib
 import json
 import os
+import select
 import signal
+import socket
+import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
 
 PRELOAD = (
     "pytest",
@@ -39,27 +51,168 @@ PRELOAD = (
     "aiomysql",
     "asyncmy",
 )
+_KEEPER_POLL = 0.05  # seconds between a keeper's looks at its run and its client
 
 
-def _child(request: dict) -> None:  # type: ignore[type-arg]
-    """In the forked child: become the request's pytest run, then exit with its status (never return)."""
+# --- client ---------------------------------------------------------------------------------------------------
+
+
+def request(
+    path: str,
+    cwd: str,
+    args: Sequence[str],
+    env: Mapping[str, str],
+    fds: Sequence[int],
+    timeout: Optional[float] = None,
+) -> Optional[int]:
+    """Run ``pytest args`` through the server at ``path`` with ``fds`` as its stdin, stdout and stderr.
+
+    Returns its exit status (negative: the signal that killed it), -1 when it outlived ``timeout`` (it is killed
+    with everything it started), or None when no server answers (run it some other way)."""
+    payload = (json.dumps({"cwd": cwd, "args": list(args), "env": dict(env)}) + "\n").encode()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        try:
+            connection.connect(path)
+            sent = socket.send_fds(connection, [payload], list(fds))
+            connection.sendall(payload[sent:])
+        except OSError:
+            return None
+        connection.settimeout(timeout)
+        reply = b""
+        try:
+            while not reply.endswith(b"\n"):
+                chunk = connection.recv(4096)
+                if not chunk:
+                    return None  # the server or the run's keeper died: no status to report
+                reply += chunk
+        except TimeoutError:
+            return -1  # closing the connection makes the keeper kill the run
+    return int(json.loads(reply)["returncode"])
+
+
+def wait_listening(path: str, server: subprocess.Popen[Any], timeout: float = 10.0) -> bool:
+    """Whether the server just started at ``path`` listens (it binds before importing anything): a request sent
+    earlier finds no socket and runs without the server."""
+    deadline = time.monotonic() + timeout
+    while server.poll() is None and time.monotonic() < deadline:
+        if os.path.exists(path):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def client(path: str, args: Sequence[str]) -> None:
+    """``python -m pytest args`` through the server, as this process (never returns)."""
+    sys.stdout.flush()
+    code = request(path, os.getcwd(), args, os.environ, (0, 1, 2))
+    if code is None:
+        os.execv(sys.executable, [sys.executable, "-m", "pytest", *args])
+    if code < 0:  # die the way the run did, so the watchdog reports the signal
+        with contextlib.suppress(OSError, ValueError):  # SIGKILL's disposition cannot be set (nor needs to be)
+            signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    sys.exit(code if code >= 0 else 128 - code)
+
+
+# --- server ---------------------------------------------------------------------------------------------------
+
+
+def serve(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
+    for name in PRELOAD:
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
+    gc.freeze()  # the preloaded libraries: shared with every run, never scanned (nor copied) by its collector
+    try:
+        while True:
+            readable, _, _ = select.select([listener, sys.stdin], [], [], 1.0)
+            _reap()
+            if sys.stdin in readable and not os.read(sys.stdin.fileno(), 4096):
+                return  # whoever started the server is done (or gone)
+            if listener in readable:
+                connection, _ = listener.accept()
+                if os.fork() == 0:
+                    listener.close()
+                    _keep(connection)  # never returns
+                connection.close()
+    finally:
+        listener.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def _reap() -> None:
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+
+
+def _receive(connection: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    data, fds, _, _ = socket.recv_fds(connection, 1 << 16, 3)
+    while not data.endswith(b"\n"):
+        chunk = connection.recv(1 << 16)
+        if not chunk:
+            raise EOFError("the client left before its request was complete")
+        data += chunk
+    return json.loads(data), fds
+
+
+def _keep(connection: socket.socket) -> None:
+    """In the forked keeper: start the request's run, answer its exit status, kill it if the client leaves."""
     code = 3
     try:
-        os.setpgid(0, 0)  # its own group: a hang is killed with whatever it started
-        with open(request["output"], "wb", buffering=0) as out:
-            os.dup2(out.fileno(), 1)
-            os.dup2(out.fileno(), 2)
-        os.chdir(request["cwd"])
-        os.environ.clear()
-        os.environ.update(request["env"])
-        sys.path[:0] = [p for p in request["env"].get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
+        os.setsid()  # the run and all it starts are this session: killed together
+        wanted, fds = _receive(connection)
+        run = os.fork()
+        if run == 0:
+            connection.close()
+            _run(wanted, fds)  # never returns
+        for fd in fds:
+            os.close(fd)
+        while True:
+            done, status = os.waitpid(run, os.WNOHANG)
+            if done:
+                connection.sendall((json.dumps({"returncode": os.waitstatus_to_exitcode(status)}) + "\n").encode())
+                code = 0
+                return
+            readable, _, _ = select.select([connection], [], [], _KEEPER_POLL)
+            if readable and not connection.recv(1):  # the client is gone: so is its run
+                os.killpg(0, signal.SIGKILL)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            os.killpg(0, signal.SIGKILL)
+    finally:
+        os._exit(code)
+
+
+def _run(wanted: Mapping[str, Any], fds: Sequence[int]) -> None:
+    """In the forked run: become ``pytest.main(args)`` in the request's directory and environment."""
+    code = 3
+    try:
+        for target, fd in enumerate(fds[:3]):
+            os.dup2(fd, target)
+        for fd in fds:
+            if fd > 2:
+                os.close(fd)
+        for signum in (signal.SIGCHLD, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.chdir(wanted["cwd"])
+        os.environ.clear()
+        os.environ.update(wanted["env"])
+        entries = wanted["env"].get("PYTHONPATH", "").split(os.pathsep)
+        sys.path[:0] = [p for p in entries if p and p not in sys.path]
+        sys.argv = ["pytest", *wanted["args"]]
         import pytest
 
-        code = int(pytest.main(list(request["args"])))
+        code = int(pytest.main(list(wanted["args"])))
     except BaseException as exc:
         with contextlib.suppress(Exception):
-            sys.stderr.write(f"forkserver child failed: {type(exc).__name__}: {exc}\n")
+            sys.stderr.write(f"forkserver run failed: {type(exc).__name__}: {exc}\n")
     finally:
         with contextlib.suppress(Exception):
             sys.stdout.flush()
@@ -67,38 +220,14 @@ def _child(request: dict) -> None:  # type: ignore[type-arg]
         os._exit(code)
 
 
-def _wait(pid: int, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        if time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            return -1
-        time.sleep(0.02)
-
-
-def main() -> None:
-    for name in PRELOAD:
-        with contextlib.suppress(Exception):
-            importlib.import_module(name)
-    gc.freeze()  # the preloaded libraries: shared with every child, never scanned (nor copied) by its collector
-    reply = sys.stdout
-    sys.stdout = sys.stderr  # nothing but replies on the protocol stream
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        request = json.loads(line)
-        pid = os.fork()
-        if pid == 0:
-            _child(request)
-        code = _wait(pid, float(request.get("timeout", 100)))
-        reply.write(json.dumps({"returncode": code}) + "\n")
-        reply.flush()
+def main(argv: Sequence[str]) -> None:
+    if len(argv) >= 2 and argv[0] == "--serve":
+        serve(argv[1])
+    elif len(argv) >= 3 and argv[0] == "--client" and argv[2] == "--":
+        client(argv[1], argv[3:])
+    else:
+        sys.exit("usage: python -m matrix.scenarios.forkserver --serve SOCKET | --client SOCKET -- PYTEST_ARGS")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

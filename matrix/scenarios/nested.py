@@ -11,6 +11,7 @@ exception's names, so the recorder records e.g. ``sqlalchemy.exc.MissingGreenlet
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from matrix import contract
+from matrix.scenarios import forkserver
 from matrix.scenarios.core import current_axes, version_matches
 from matrix.scenarios.support import Target, missing_dialect, own_database, representative, targets
 
@@ -247,50 +250,44 @@ def _run(
     return NestedResult(returncode, entries, output, ids)
 
 
-_SERVER: list[subprocess.Popen[str]] = []
+_SERVER: list[tuple[subprocess.Popen[bytes], str]] = []
 
 
 def start_server() -> None:
     _server()
 
 
-def _server() -> subprocess.Popen[str] | None:
-    """This scenario run's fork server (:mod:`matrix.scenarios.forkserver`), started at the first nested run."""
-    if _SERVER and _SERVER[0].poll() is None:
-        return _SERVER[0]
-    if _SERVER:  # it died: nested runs go back to fresh interpreters
-        return None
+def _server() -> str | None:
+    """The socket of the fork server (:mod:`matrix.scenarios.forkserver`) nested runs are forked from: the cell's,
+    or, outside the matrix runner (the project's tests, a developer's run), one this process starts."""
+    given = contract.text(contract.FORKSERVER)
+    if given:
+        return given
+    if _SERVER:  # a server that died sends nested runs back to fresh interpreters
+        server, path = _SERVER[0]
+        return path if server.poll() is None else None
+    directory = tempfile.mkdtemp(prefix="greenlight-forkserver-")  # short: a socket's path has 107 bytes at most
+    atexit.register(shutil.rmtree, directory, True)
+    path = os.path.join(directory, "socket")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     server = subprocess.Popen(
-        [sys.executable, "-m", "matrix.scenarios.forkserver"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env=env,
-        text=True,
+        [sys.executable, "-m", "matrix.scenarios.forkserver", "--serve", path], stdin=subprocess.PIPE, env=env
     )
-    _SERVER.append(server)
-    return server
+    _SERVER.append((server, path))  # it ends when this process does (its stdin closes)
+    return path if forkserver.wait_listening(path, server) else None
 
 
 def _pytest(directory: Path, args: list[str], env: dict[str, str]) -> tuple[int, str]:
-    """Run ``pytest args`` in ``directory``: a child of the fork server (libraries already imported), or a fresh
-    interpreter when there is no server. Returns (exit status, output); -1 when it outlived WALL_TIMEOUT."""
+    """Run ``pytest args`` in ``directory``: forked from the fork server (libraries already imported), or a fresh
+    interpreter when there is none. Returns (exit status, output); -1 when it outlived WALL_TIMEOUT."""
     output = directory / "nested-output.txt"
-    server = _server()
-    if server is not None and server.stdin is not None and server.stdout is not None:
-        request = {"cwd": str(directory), "args": args, "env": env, "output": str(output), "timeout": WALL_TIMEOUT}
-        try:
-            server.stdin.write(json.dumps(request) + "\n")
-            server.stdin.flush()
-            reply = server.stdout.readline()
-        except OSError:
-            reply = ""
-        except BaseException:  # a timeout or Ctrl-C mid-request: its reply would answer the next request
-            server.kill()
-            raise
-        if reply:
-            returncode = int(json.loads(reply)["returncode"])
-            text = output.read_text(encoding="utf-8", errors="replace") if output.exists() else ""
+    path = _server()
+    if path is not None:
+        with open(output, "wb") as out, open(os.devnull, "rb") as nothing:
+            fds = (nothing.fileno(), out.fileno(), out.fileno())
+            returncode = forkserver.request(path, str(directory), args, env, fds, timeout=WALL_TIMEOUT)
+        if returncode is not None:
+            text = output.read_text(encoding="utf-8", errors="replace")
             if returncode == -1:
                 text = f"nested pytest still running after {WALL_TIMEOUT}s: {text[-3000:]!r}"
             return returncode, text

@@ -1,0 +1,138 @@
+"""matrix/scenarios/forkserver.py with real processes: a run through the server is ``python -m pytest``'s twin, and
+whoever waits for it can still stop it (the matrix runner's watchdog kills the client, a nested run times out)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from matrix.scenarios import forkserver
+
+REPO = Path(__file__).resolve().parents[2]
+TESTS = """\
+import os, pathlib, time
+
+def test_passes():
+    pathlib.Path(os.environ["PID_FILE"]).write_text(str(os.getpid()))
+
+def test_fails():
+    assert 1 == 2
+
+def test_sleeps():
+    pathlib.Path(os.environ["PID_FILE"]).write_text(str(os.getpid()))
+    time.sleep(float(os.environ.get("SLEEP", "0")))
+
+def test_dies():
+    if os.environ.get("DIE"):
+        os.kill(os.getpid(), 9)
+"""
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    path = str(tmp_path / "s")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "matrix.scenarios.forkserver", "--serve", path], stdin=subprocess.PIPE, env=env
+    )
+    assert forkserver.wait_listening(path, process)
+    yield path
+    assert process.stdin is not None
+    process.stdin.close()  # it ends when its stdin closes
+    assert process.wait(timeout=10) == 0
+    assert not os.path.exists(path)
+
+
+def suite(tmp_path: Path) -> Path:
+    directory = tmp_path / "suite"
+    directory.mkdir()
+    (directory / "test_it.py").write_text(TESTS, encoding="utf-8")
+    return directory
+
+
+def env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "PID_FILE": str(tmp_path / "pid"), **extra}
+
+
+def client(server: str, directory: Path, environ: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "matrix.scenarios.forkserver", "--client", server, "--", "-p", "no:cacheprovider"]
+    return subprocess.Popen(
+        [*command, *args], cwd=directory, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def gone(pid: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_run_through_the_server_exits_and_reports_like_pytest(tmp_path: Path, server: str) -> None:
+    directory = suite(tmp_path)
+    run = client(server, directory, env(tmp_path), "-q", "-k", "passes or fails")
+    output, _ = run.communicate(timeout=60)
+    assert run.returncode == 1, output
+    assert "1 failed, 1 passed" in output
+    assert int((tmp_path / "pid").read_text()) != run.pid  # forked by the server, not the client become pytest
+    direct = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-k", "passes or fails"],
+        cwd=directory,
+        env=env(tmp_path),
+        capture_output=True,
+        text=True,
+    )
+    assert direct.returncode == run.returncode
+
+
+def test_without_a_server_the_client_runs_pytest_itself(tmp_path: Path) -> None:
+    directory = suite(tmp_path)
+    run = client(str(tmp_path / "nobody"), directory, env(tmp_path), "-q", "-k", "passes")
+    output, _ = run.communicate(timeout=60)
+    assert run.returncode == 0, output
+    assert "1 passed" in output
+    assert int((tmp_path / "pid").read_text()) == run.pid
+
+
+def test_killing_the_client_kills_its_run(tmp_path: Path, server: str) -> None:
+    """What the watchdog does to a hung subject: the run must not live on without anyone waiting for it."""
+    directory = suite(tmp_path)
+    run = client(server, directory, env(tmp_path, SLEEP="60"), "-q", "-k", "sleeps")
+    pid_file = tmp_path / "pid"
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = int(pid_file.read_text())
+    assert not gone(pid, 0.5)  # the run is alive while its client is
+    run.kill()
+    run.communicate()
+    assert gone(pid, 5)
+
+
+def test_a_run_killed_by_a_signal_kills_its_client_with_it(tmp_path: Path, server: str) -> None:
+    directory = suite(tmp_path)
+    run = client(server, directory, env(tmp_path, DIE="1"), "-q", "-k", "dies")
+    run.communicate(timeout=60)
+    assert run.returncode == -signal.SIGKILL
+
+
+def test_a_request_past_its_timeout_answers_minus_one_and_kills_the_run(tmp_path: Path, server: str) -> None:
+    directory = suite(tmp_path)
+    out = tmp_path / "out.txt"
+    with open(out, "wb") as handle, open(os.devnull, "rb") as nothing:
+        fds = (nothing.fileno(), handle.fileno(), handle.fileno())
+        args = ["-p", "no:cacheprovider", "-q", "-k", "sleeps"]
+        code = forkserver.request(server, str(directory), args, env(tmp_path, SLEEP="60"), fds, timeout=3)
+    assert code == -1
+    assert gone(int((tmp_path / "pid").read_text()), 5)
