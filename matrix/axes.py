@@ -64,7 +64,7 @@ class Subject:
 
     @property
     def is_local(self) -> bool:
-        """This repository's plugin (``pytest-greenlight @ .``), installed editable from the checkout."""
+        """This repository's plugin (``pytest-greenlight @ .``), installed from a wheel of the checkout."""
         return self.requirement is not None and self.requirement.replace(" ", "").endswith("@.")
 
     @property

@@ -55,7 +55,7 @@ def _uv() -> list[str]:
 
 
 def plugin_dependencies(root: Path = ROOT) -> list[str]:
-    """The local plugin's own requirements: resolved with the cell instead of building the editable install."""
+    """The local plugin's own requirements: resolved with the cell instead of building the plugin's wheel."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # the noxfile's script metadata installs tomli there
@@ -65,7 +65,7 @@ def plugin_dependencies(root: Path = ROOT) -> list[str]:
 
 
 def cell_requirements(matrix: Matrix, cell: Cell, root: Path = ROOT) -> list[str]:
-    """Everything ``run.install_cell`` installs, except the editable plugin itself (its source is hashed)."""
+    """Everything ``run.install_cell`` installs, except the plugin itself (its source is hashed)."""
     drivers = {axes.DRIVERS[driver][1] for db in matrix.databases for driver in db.drivers}
     return [*matrix.requirements(cell), *plugin_dependencies(root), *sorted(drivers)]
 
@@ -323,7 +323,7 @@ def installed_key(
     pytest_args: Sequence[str],
 ) -> str:
     """The key :class:`CellCache` checks before installing; when what got installed differs from what it resolved
-    (a driver dropped, a release in between), the same hasher over what got installed (the editable plugin among
+    (a driver dropped, a release in between), the same hasher over what got installed (the plugin among
     it), which no resolution matches."""
     resolved = cell_cache.resolution.versions if cell_cache is not None else None
     key = cell_cache.key(subject) if cell_cache is not None else None
