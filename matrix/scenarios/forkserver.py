@@ -52,6 +52,7 @@ PRELOAD = (
     "asyncmy",
 )
 _KEEPER_POLL = 0.05  # seconds between a keeper's looks at its run and its client
+LOST = 70  # the status reported for a run whose keeper died without answering (EX_SOFTWARE); it is not rerun
 
 
 # --- client ---------------------------------------------------------------------------------------------------
@@ -68,7 +69,8 @@ def request(
     """Run ``pytest args`` through the server at ``path`` with ``fds`` as its stdin, stdout and stderr.
 
     Returns its exit status (negative: the signal that killed it), -1 when it outlived ``timeout`` (it is killed
-    with everything it started), or None when no server answers (run it some other way)."""
+    with everything it started), :data:`LOST` when its keeper died before it could answer, or None when no
+    server answers (nothing ran: run it some other way)."""
     payload = (json.dumps({"cwd": cwd, "args": list(args), "env": dict(env)}) + "\n").encode()
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
         try:
@@ -82,8 +84,8 @@ def request(
         try:
             while not reply.endswith(b"\n"):
                 chunk = connection.recv(4096)
-                if not chunk:
-                    return None  # the server or the run's keeper died: no status to report
+                if not chunk:  # the run's keeper died (killed from outside): the run is gone too
+                    return LOST
                 reply += chunk
         except TimeoutError:
             return -1  # closing the connection makes the keeper kill the run
@@ -105,8 +107,12 @@ def client(path: str, args: Sequence[str]) -> None:
     """``python -m pytest args`` through the server, as this process (never returns)."""
     sys.stdout.flush()
     code = request(path, os.getcwd(), args, os.environ, (0, 1, 2))
-    if code is None:
+    if code is None:  # said in the run's log: the run is the same, only slower
+        sys.stderr.write(f"forkserver: no server answered at {path}; running pytest in this process\n")
+        sys.stderr.flush()
         os.execv(sys.executable, [sys.executable, "-m", "pytest", *args])
+    if code == LOST:
+        sys.stderr.write(f"forkserver: the run's keeper ended without its exit status; exiting {LOST}\n")
     if code < 0:  # die the way the run did, so the watchdog reports the signal
         with contextlib.suppress(OSError, ValueError):  # SIGKILL's disposition cannot be set (nor needs to be)
             signal.signal(-code, signal.SIG_DFL)
@@ -189,10 +195,19 @@ def _keep(connection: socket.socket) -> None:
         os._exit(code)
 
 
+def _die_with_keeper() -> None:
+    """Linux: this process gets SIGKILL when its parent (the keeper) dies, so no run outlives its keeper."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def _run(wanted: Mapping[str, Any], fds: Sequence[int]) -> None:
     """In the forked run: become ``pytest.main(args)`` in the request's directory and environment."""
     code = 3
     try:
+        _die_with_keeper()
         for target, fd in enumerate(fds[:3]):
             os.dup2(fd, target)
         for fd in fds:

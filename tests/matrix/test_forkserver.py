@@ -103,6 +103,7 @@ def test_without_a_server_the_client_runs_pytest_itself(tmp_path: Path) -> None:
     assert run.returncode == 0, output
     assert "1 passed" in output
     assert int((tmp_path / "pid").read_text()) == run.pid
+    assert "no server answered" in output  # said, so a slow run can be explained
 
 
 def test_killing_the_client_kills_its_run(tmp_path: Path, server: str) -> None:
@@ -136,3 +137,20 @@ def test_a_request_past_its_timeout_answers_minus_one_and_kills_the_run(tmp_path
         code = forkserver.request(server, str(directory), args, env(tmp_path, SLEEP="60"), fds, timeout=3)
     assert code == -1
     assert gone(int((tmp_path / "pid").read_text()), 5)
+
+
+def test_a_run_whose_keeper_dies_ends_with_it_and_is_not_run_again(tmp_path: Path, server: str) -> None:
+    directory = suite(tmp_path)
+    run = client(server, directory, env(tmp_path, SLEEP="60"), "-q", "-k", "sleeps")
+    pid_file = tmp_path / "pid"
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = int(pid_file.read_text())
+    keeper = int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])  # the run's parent
+    os.kill(keeper, signal.SIGKILL)
+    output, _ = run.communicate(timeout=30)
+    assert run.returncode == forkserver.LOST, output
+    assert "keeper ended without its exit status" in output
+    assert gone(pid, 5)
+    assert int(pid_file.read_text()) == pid  # nothing ran the test again
