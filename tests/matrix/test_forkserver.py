@@ -79,6 +79,16 @@ def gone(pid: int, within: float) -> bool:
     return False
 
 
+def sleeping_run(tmp_path: Path, server: str) -> tuple[subprocess.Popen[str], int]:
+    """A client whose run sleeps for a minute, and the run's pid once it is in its test."""
+    run = client(server, suite(tmp_path), env(tmp_path, SLEEP="60"), "-q", "-k", "sleeps")
+    pid_file = tmp_path / "pid"
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return run, int(pid_file.read_text())
+
+
 def test_a_run_through_the_server_exits_and_reports_like_pytest(tmp_path: Path, server: str) -> None:
     directory = suite(tmp_path)
     run = client(server, directory, env(tmp_path), "-q", "-k", "passes or fails")
@@ -108,13 +118,7 @@ def test_without_a_server_the_client_runs_pytest_itself(tmp_path: Path) -> None:
 
 def test_killing_the_client_kills_its_run(tmp_path: Path, server: str) -> None:
     """What the watchdog does to a hung subject: the run must not live on without anyone waiting for it."""
-    directory = suite(tmp_path)
-    run = client(server, directory, env(tmp_path, SLEEP="60"), "-q", "-k", "sleeps")
-    pid_file = tmp_path / "pid"
-    deadline = time.monotonic() + 30
-    while not pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    pid = int(pid_file.read_text())
+    run, pid = sleeping_run(tmp_path, server)
     assert not gone(pid, 0.5)  # the run is alive while its client is
     run.kill()
     run.communicate()
@@ -140,17 +144,11 @@ def test_a_request_past_its_timeout_answers_minus_one_and_kills_the_run(tmp_path
 
 
 def test_a_run_whose_keeper_dies_ends_with_it_and_is_not_run_again(tmp_path: Path, server: str) -> None:
-    directory = suite(tmp_path)
-    run = client(server, directory, env(tmp_path, SLEEP="60"), "-q", "-k", "sleeps")
-    pid_file = tmp_path / "pid"
-    deadline = time.monotonic() + 30
-    while not pid_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    pid = int(pid_file.read_text())
+    run, pid = sleeping_run(tmp_path, server)
     keeper = int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])  # the run's parent
     os.kill(keeper, signal.SIGKILL)
     output, _ = run.communicate(timeout=30)
     assert run.returncode == forkserver.LOST, output
     assert "keeper ended without its exit status" in output
     assert gone(pid, 5)
-    assert int(pid_file.read_text()) == pid  # nothing ran the test again
+    assert int((tmp_path / "pid").read_text()) == pid  # nothing ran the test again
