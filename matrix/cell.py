@@ -69,7 +69,6 @@ class CellRunner:
         index = next(i for i, p in enumerate(plans) if p.cell == self.cell)
         self.position = f"cell {index + 1} of {len(plans)} ({self.cell.id})"
         self.stop = StopSignal()  # set on Ctrl-C/SIGTERM: every running subject kills its pytest
-        self.forkserver: Optional[str] = None  # the socket of the cell's fork server while its subjects run
         self._lock = threading.Lock()
 
     def execute(self) -> CellOutcome:
@@ -146,10 +145,10 @@ class CellRunner:
         if cache is not None:  # what other cells compiled of the same installed files (matrix/bytecode.py)
             bytecode.seed(environment, cache, bytecode.cache_tag(self.versions["python"]))
         with (
-            scenario_run.fork_server(self.python, self.launcher, self.work / "forkserver.log") as self.forkserver,
+            scenario_run.fork_server(self.python, self.launcher, self.work / "forkserver.log") as forkserver,
             ThreadPoolExecutor(max_workers=max(1, len(ready)), thread_name_prefix="subject") as pool,
         ):
-            futures = [pool.submit(self.guarded_subject, s, v, databases) for s, v in ready]
+            futures = [pool.submit(self.guarded_subject, s, v, databases, forkserver) for s, v in ready]
             try:
                 for future in futures:
                     while True:
@@ -173,9 +172,11 @@ class CellRunner:
         order = {s.name: i for i, s in enumerate(self.matrix.subjects)}
         return sorted(written, key=lambda p: order.get(p.stem.rpartition("__")[2], 0))
 
-    def guarded_subject(self, subject: Subject, versions: Mapping[str, str], databases: Databases) -> Path:
+    def guarded_subject(
+        self, subject: Subject, versions: Mapping[str, str], databases: Databases, forkserver: Optional[str] = None
+    ) -> Path:
         try:
-            return self.run_subject(subject, versions, databases)
+            return self.run_subject(subject, versions, databases, forkserver)
         except Interrupted:
             raise
         except Exception as exc:  # a bug or fault in the runner itself: record it, fail the session later
@@ -209,7 +210,10 @@ class CellRunner:
         self.say(f"{self.position}: install failed: {message}")
         return message
 
-    def run_subject(self, subject: Subject, versions: Mapping[str, str], databases: Databases) -> Path:
+    def run_subject(
+        self, subject: Subject, versions: Mapping[str, str], databases: Databases, forkserver: Optional[str] = None
+    ) -> Path:
+        """One subject's scenario run, forked from the cell's server at ``forkserver`` (when it has one)."""
         label = f"{self.position} ({subject.name})"
         modules = subject_plugins(self.python, subject, self.launcher)
         key = f"{self.cell.id}__{subject.name}"
@@ -222,9 +226,9 @@ class CellRunner:
         shared = self.share_config(subject, versions)
         with databases.for_run(key) as listed:
             cell = {**self.cell.as_dict(), "subject": subject.name}
-            env = scenario_run.pytest_env(self.python, cell, listed, modules, out, shared, self.forkserver)
+            env = scenario_run.pytest_env(self.python, cell, listed, modules, out, shared, forkserver)
             timeout = self.matrix.run.scenario_timeout
-            command = scenario_run.pytest_command(self.python, modules, xml, timeout, self.pytest_args, self.forkserver)
+            command = scenario_run.pytest_command(self.python, modules, xml, timeout, self.pytest_args, forkserver)
             try:
                 ran, seconds, resumed = self.run_resuming(subject, command, env, redact)
             except Interrupted as stop:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -90,8 +91,11 @@ def plugin_wheel(root: Path = ROOT, wheels: Path = BUILD / "wheels") -> Path:
         if not place.is_dir():
             building = Path(tempfile.mkdtemp(prefix=".building-", dir=wheels))
             command = [*HOST.uv(), "build", "--wheel", "--quiet", "--out-dir", str(building), str(root)]
-            subprocess.run(command, check=True, capture_output=True, text=True)
-            building.rename(place)
+            try:
+                subprocess.run(command, check=True, capture_output=True, text=True)
+                building.rename(place)
+            finally:
+                shutil.rmtree(building, ignore_errors=True)  # gone already when it became ``place``
     (wheel,) = place.glob("*.whl")
     return wheel
 

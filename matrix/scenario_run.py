@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Optional
@@ -101,8 +100,7 @@ def fork_server(python: Path, launcher: Interpreter, log: Path) -> Iterator[str]
     fresh interpreter's imports: about 0.6 CPU-s, at least six times a cell). Its environment is the runs' without
     the contract variables, none of which a preloaded library reads. A server that fails to start only costs
     time: the runs then start pytest themselves."""
-    directory = tempfile.mkdtemp(prefix="greenlight-forkserver-")  # short: a socket's path has 107 bytes at most
-    path = os.path.join(directory, "socket")
+    path = forkserver.socket_path()
     base = {k: v for k, v in os.environ.items() if k not in contract.SCRUBBED}
     argv, env = launcher.command(
         [str(python), "-m", "matrix.scenarios.forkserver", "--serve", path], _in_environment(python, base)
@@ -129,7 +127,7 @@ def fork_server(python: Path, launcher: Interpreter, log: Path) -> Iterator[str]
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(server.pid, signal.SIGKILL)
             server.wait()
-        shutil.rmtree(directory, ignore_errors=True)
+        shutil.rmtree(os.path.dirname(path), ignore_errors=True)
 
 
 def run_resuming(

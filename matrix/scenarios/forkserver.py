@@ -34,6 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
@@ -90,6 +91,12 @@ def request(
         except TimeoutError:
             return -1  # closing the connection makes the keeper kill the run
     return int(json.loads(reply)["returncode"])
+
+
+def socket_path() -> str:
+    """A new server socket's path, in a directory of its own under the temporary directory (short: a socket's path
+    has 107 bytes at most; /tmp is also where a runtime root's processes find it). Remove its directory after."""
+    return os.path.join(tempfile.mkdtemp(prefix="greenlight-forkserver-"), "socket")
 
 
 def wait_listening(path: str, server: subprocess.Popen[Any], timeout: float = 10.0) -> bool:

@@ -266,9 +266,8 @@ def _server() -> str | None:
     if _SERVER:  # a server that died sends nested runs back to fresh interpreters
         server, path = _SERVER[0]
         return path if server.poll() is None else None
-    directory = tempfile.mkdtemp(prefix="greenlight-forkserver-")  # short: a socket's path has 107 bytes at most
-    atexit.register(shutil.rmtree, directory, True)
-    path = os.path.join(directory, "socket")
+    path = forkserver.socket_path()
+    atexit.register(shutil.rmtree, os.path.dirname(path), True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     server = subprocess.Popen(
         [sys.executable, "-m", "matrix.scenarios.forkserver", "--serve", path], stdin=subprocess.PIPE, env=env
