@@ -337,17 +337,19 @@ def _series(version: str) -> str:
     return version if version.count(".") == 2 else f"{version}.*"
 
 
+def plan(matrix: Matrix, cell: Cell) -> CellPlan:
+    """Whether ``cell`` can exist, and which of its subjects cannot (and why)."""
+    reason = matrix.excluded_reason(cell)
+    subject_reasons = tuple(
+        (subject.name, why)
+        for subject in matrix.subjects
+        if reason is None and (why := matrix.excluded_reason(cell, subject.name)) is not None
+    )
+    return CellPlan(cell, reason, subject_reasons)
+
+
 def expand(matrix: Matrix) -> list[CellPlan]:
-    plans = []
-    for cell in matrix.cells():
-        reason = matrix.excluded_reason(cell)
-        subject_reasons = tuple(
-            (subject.name, why)
-            for subject in matrix.subjects
-            if reason is None and (why := matrix.excluded_reason(cell, subject.name)) is not None
-        )
-        plans.append(CellPlan(cell, reason, subject_reasons))
-    return plans
+    return [plan(matrix, cell) for cell in matrix.cells()]
 
 
 def series_in_use(matrix: Matrix) -> dict[str, list[str]]:

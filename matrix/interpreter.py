@@ -129,7 +129,7 @@ def find(
     """
     found = shutil.which(f"python{version}")
     if found is not None:
-        return Interpreter(version, found)
+        return Interpreter(version, behind_launcher(found))
     if version not in runtime_versions():
         return f"Python interpreter {version} not found on this machine"
     try:
@@ -137,6 +137,21 @@ def find(
     except runtime.RuntimeRootError as exc:
         return f"Python interpreter {version} not found on PATH, and its runtime root is not available: {exc}"
     return Interpreter(version, runtime.interpreter(version), root, binds_for(env_dir, BUILD))
+
+
+def behind_launcher(path: str) -> str:
+    """The interpreter that ``path`` starts: itself, or, for a launcher script (pyenv's and asdf's shims), the one the
+    script execs, asked once. uv queries and starts the cell's interpreter several times; through pyenv's shim each
+    time is a dozen short processes (bash, pyenv-exec, pyenv-version-name …), about 0.2 CPU-s a cell."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(2) != b"#!":
+                return path
+        probe = [path, "-c", "import sys; print(sys.executable)"]
+        real = subprocess.run(probe, capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return path  # the launcher as it is: uv runs it the same way, only slower
+    return real if real and os.access(real, os.X_OK) else path
 
 
 def available(version: str, cache_dir: Path = runtime.CACHE_DIR) -> bool:

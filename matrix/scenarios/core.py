@@ -8,6 +8,7 @@ that the catalogue (README table) can be rendered from it without running anythi
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -92,6 +93,7 @@ class Axes:
         return replace(self, driver=driver, database=database)
 
 
+@functools.cache  # read in every scenario's setup; what is installed does not change during a run
 def _installed(dist: str) -> str:
     try:
         return metadata.version(dist)

@@ -17,8 +17,8 @@ watchdog killed it, a timeout closed the connection) the keeper kills the run's 
 with no server answering it becomes ``python -m pytest ARGS`` itself. :func:`request` is the same from Python
 (nested scenario runs).
 
-Preloaded: libraries only, never a module pytest loads as a plugin (``-p``): pytest rewrites the asserts of those
-and warns when one was imported before it could. Nothing that reads the environment at import time differs
+Preloaded: libraries and pytest's default plugins, never a module of an installed plugin nor one loaded with
+``-p``: pytest rewrites the asserts of those and warns when one was imported before it could (see :data:`PRELOAD`). Nothing that reads the environment at import time differs
 between the server and its runs (the runner starts both with the same environment but the contract variables).
 """
 
@@ -39,18 +39,33 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
+# Imported once by the server, so that every run starts with them loaded: only modules a run imports anyway and
+# that pytest never marks for assertion rewriting. pytest warns "Module already imported so cannot be rewritten"
+# about an installed plugin's modules (pytest_asyncio, anyio, pytest_timeout, the subjects) and ``-p`` modules
+# (the recorder, the probe) found already imported, which would change what a run reports; its own plugins
+# (:func:`_pytest_plugins`) are imported before its rewrite hook exists. tests/matrix/test_forkserver.py checks
+# that a run through the server hears no such warning.
 PRELOAD = (
     "pytest",
     "_pytest.pytester",
+    "pdb",  # pytest's debugging plugin imports it at configure time
     "sqlalchemy",
     "sqlalchemy.orm",
     "sqlalchemy.ext.asyncio",
+    # each driver and its dialect (a dialect module is imported when the first engine for it is made)
     "greenlet",
     "aiosqlite",
+    "sqlalchemy.dialects.sqlite.aiosqlite",
     "asyncpg",
+    "sqlalchemy.dialects.postgresql.asyncpg",
     "psycopg",
+    "sqlalchemy.dialects.postgresql.psycopg",
     "aiomysql",
+    "sqlalchemy.dialects.mysql.aiomysql",
     "asyncmy",
+    "sqlalchemy.dialects.mysql.asyncmy",
+    "matrix.scenarios.core",
+    "matrix.scenarios.support",
 )
 _KEEPER_POLL = 0.05  # seconds between a keeper's looks at its run and its client
 LOST = 70  # the status reported for a run whose keeper died without answering (EX_SOFTWARE); it is not rerun
@@ -130,14 +145,23 @@ def client(path: str, args: Sequence[str]) -> None:
 # --- server ---------------------------------------------------------------------------------------------------
 
 
+def _pytest_plugins() -> list[str]:
+    """pytest's default plugins (``_pytest.terminal``, ``_pytest.junitxml`` …), which every run imports."""
+    try:
+        from _pytest.config import default_plugins
+    except ImportError:  # no pytest, or one without the list: the runs import them as usual
+        return []
+    return [f"_pytest.{name}" for name in default_plugins]
+
+
 def serve(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)
-    for name in PRELOAD:
-        with contextlib.suppress(Exception):
+    for name in (*PRELOAD, *_pytest_plugins()):
+        with contextlib.suppress(Exception):  # a library this cell lacks, or one that fails: the run will say so
             importlib.import_module(name)
     gc.freeze()  # the preloaded libraries: shared with every run, never scanned (nor copied) by its collector
     try:

@@ -106,6 +106,19 @@ def test_a_run_through_the_server_exits_and_reports_like_pytest(tmp_path: Path, 
     assert direct.returncode == run.returncode
 
 
+def test_a_run_through_the_server_hears_no_already_imported_warning(tmp_path: Path, server: str) -> None:
+    """The server preloads only what pytest never rewrites. Had it imported an installed plugin (this environment
+    has pytest-asyncio, anyio, the greenlight plugin …) or a ``-p`` module of the matrix's runs, every run would
+    warn "Module already imported so cannot be rewritten": here an error, so the run fails."""
+    args = ["-q", "-k", "passes", "-W", "error::pytest.PytestAssertRewriteWarning"]
+    plugins = ["-p", "matrix.scenarios.recorder", "-p", "matrix.scenarios.probe"]
+    run = client(server, suite(tmp_path), env(tmp_path), *args, *plugins)
+    output, _ = run.communicate(timeout=60)
+    assert run.returncode == 0, output
+    assert "1 passed" in output
+    assert "cannot be rewritten" not in output
+
+
 def test_without_a_server_the_client_runs_pytest_itself(tmp_path: Path) -> None:
     directory = suite(tmp_path)
     run = client(str(tmp_path / "nobody"), directory, env(tmp_path), "-q", "-k", "passes")

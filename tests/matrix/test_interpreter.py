@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,18 @@ def test_a_python_on_path_wins_over_the_runtime_root(tmp_path: Path, empty_path:
     assert isinstance(found, Interpreter)
     assert found.source == f"PATH {fake}"
     assert interpreter.available("3.15", tmp_path / "nothing-built")
+
+
+def test_a_launcher_script_on_path_gives_way_to_the_interpreter_it_starts(tmp_path: Path, empty_path: Path) -> None:
+    """pyenv's shims are such scripts: uv would run the shim (a dozen processes) each time it asks the interpreter."""
+    launcher = empty_path / "python3.15"
+    launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    launcher.chmod(0o755)
+    found = interpreter.find("3.15", env_dir=tmp_path / "env", cache_dir=tmp_path / "cache", log=pytest.fail)
+    assert found == Interpreter("3.15", sys.executable)
+    # A launcher that does not answer is used as it is.
+    launcher.write_text("#!/bin/sh\nexit 3\n")
+    assert interpreter.behind_launcher(str(launcher)) == str(launcher)
 
 
 def test_without_one_on_path_the_cell_gets_the_runtime_roots(tmp_path: Path, empty_path: Path) -> None:
