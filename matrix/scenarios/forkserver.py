@@ -18,8 +18,9 @@ with no server answering it becomes ``python -m pytest ARGS`` itself. :func:`req
 (nested scenario runs).
 
 Preloaded: libraries and pytest's default plugins, never a module of an installed plugin nor one loaded with
-``-p``: pytest rewrites the asserts of those and warns when one was imported before it could (see :data:`PRELOAD`). Nothing that reads the environment at import time differs
-between the server and its runs (the runner starts both with the same environment but the contract variables).
+``-p``: pytest rewrites the asserts of those and warns when one was imported before it could (see :data:`PRELOAD`).
+Nothing that reads the environment at import time differs between the server and its runs (the runner starts both
+with the same environment but the contract variables).
 """
 
 from __future__ import annotations
