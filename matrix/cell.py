@@ -145,7 +145,9 @@ class CellRunner:
         if cache is not None:  # what other cells compiled of the same installed files (matrix/bytecode.py)
             bytecode.seed(environment, cache, bytecode.cache_tag(self.versions["python"]))
         with (
-            scenario_run.fork_server(self.python, self.launcher, self.work / "forkserver.log") as forkserver,
+            scenario_run.fork_server(
+                self.python, self.launcher, self.work / "forkserver.log", databases.drivers_to_run()
+            ) as forkserver,
             ThreadPoolExecutor(max_workers=max(1, len(ready)), thread_name_prefix="subject") as pool,
         ):
             futures = [pool.submit(self.guarded_subject, s, v, databases, forkserver) for s, v in ready]

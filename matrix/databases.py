@@ -74,6 +74,10 @@ class Databases:
         self.provisioner = provisioner
         self.seconds = time.perf_counter() - start
 
+    def drivers_to_run(self) -> list[str]:
+        """The drivers of the targets the cell's runs use (a server that is not run needs none)."""
+        return sorted({t.driver for t in self.targets if t.status == "ok"})
+
     def _acquire(self, provisioner: Any, database: Database) -> tuple[str, Optional[str], Optional[str]]:
         try:
             got = provisioner.acquire(database)

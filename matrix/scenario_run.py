@@ -93,18 +93,17 @@ def _in_environment(python: Path, env: dict[str, str]) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def fork_server(python: Path, launcher: Interpreter, log: Path) -> Iterator[str]:
+def fork_server(python: Path, launcher: Interpreter, log: Path, drivers: Sequence[str]) -> Iterator[str]:
     """The cell's fork server (:mod:`matrix.scenarios.forkserver`) while the block runs; yields its socket.
 
-    It imports pytest, SQLAlchemy and the drivers once for every subject's run and their nested runs (each was a
+    It imports pytest, SQLAlchemy and ``drivers`` once for every subject's run and their nested runs (each was a
     fresh interpreter's imports: about 0.6 CPU-s, at least six times a cell). Its environment is the runs' without
     the contract variables, none of which a preloaded library reads. A server that fails to start only costs
     time: the runs then start pytest themselves."""
     path = forkserver.socket_path()
     base = {k: v for k, v in os.environ.items() if k not in contract.SCRUBBED}
-    argv, env = launcher.command(
-        [str(python), "-m", "matrix.scenarios.forkserver", "--serve", path], _in_environment(python, base)
-    )
+    serve = [str(python), "-m", "matrix.scenarios.forkserver", "--serve", path, "--drivers", ",".join(drivers)]
+    argv, env = launcher.command(serve, _in_environment(python, base))
     with log.open("w", encoding="utf-8") as out:
         server = subprocess.Popen(
             argv,

@@ -42,10 +42,12 @@ from typing import Any, Optional
 
 # Imported once by the server, so that every run starts with them loaded: only modules a run imports anyway and
 # that pytest never marks for assertion rewriting. pytest warns "Module already imported so cannot be rewritten"
-# about an installed plugin's modules (pytest_asyncio, anyio, pytest_timeout, the subjects) and ``-p`` modules
-# (the recorder, the probe) found already imported, which would change what a run reports; its own plugins
+# about the modules it loads as plugins (each ``-p`` module and what is below it: pytest_asyncio.plugin,
+# anyio.pytest_plugin, pytest_timeout, the subject's, the recorder, the probe) when they were imported before it
+# could rewrite them, which would change what a run reports. The runs load no plugin from entry points
+# (PYTEST_DISABLE_PLUGIN_AUTOLOAD), which would mark whole distributions (all of anyio); pytest's own plugins
 # (:func:`_pytest_plugins`) are imported before its rewrite hook exists. tests/matrix/test_forkserver.py checks
-# that a run through the server hears no such warning.
+# that a run made like the matrix's hears no such warning.
 PRELOAD = (
     "pytest",
     "_pytest.pytester",
@@ -53,21 +55,22 @@ PRELOAD = (
     "sqlalchemy",
     "sqlalchemy.orm",
     "sqlalchemy.ext.asyncio",
-    # each driver and its dialect (a dialect module is imported when the first engine for it is made)
     "greenlet",
-    "aiosqlite",
-    "sqlalchemy.dialects.sqlite.aiosqlite",
-    "asyncpg",
-    "sqlalchemy.dialects.postgresql.asyncpg",
-    "psycopg",
-    "sqlalchemy.dialects.postgresql.psycopg",
-    "aiomysql",
-    "sqlalchemy.dialects.mysql.aiomysql",
-    "asyncmy",
-    "sqlalchemy.dialects.mysql.asyncmy",
     "matrix.scenarios.core",
     "matrix.scenarios.support",
 )
+# Preloaded only when the server's own environment turns plugin autoload off, as the matrix runner's does for the
+# server and every run: with autoload on, pytest marks anyio's whole distribution (its entry point) for rewriting.
+WITHOUT_AUTOLOAD = ("anyio",)  # the package below anyio.pytest_plugin: a third of a nested run's imports
+# Each driver and its dialect (imported when the first engine for it is made), preloaded only for the drivers the
+# cell's runs use (``--drivers``): the server drivers cost a SQLite-only cell 0.35 CPU-s for nothing.
+DRIVERS = {
+    "aiosqlite": ("aiosqlite", "sqlalchemy.dialects.sqlite.aiosqlite"),
+    "asyncpg": ("asyncpg", "sqlalchemy.dialects.postgresql.asyncpg"),
+    "psycopg": ("psycopg", "sqlalchemy.dialects.postgresql.psycopg"),
+    "aiomysql": ("aiomysql", "sqlalchemy.dialects.mysql.aiomysql"),
+    "asyncmy": ("asyncmy", "sqlalchemy.dialects.mysql.asyncmy"),
+}
 _KEEPER_POLL = 0.05  # seconds between a keeper's looks at its run and its client
 LOST = 70  # the status reported for a run whose keeper died without answering (EX_SOFTWARE); it is not rerun
 
@@ -155,13 +158,18 @@ def _pytest_plugins() -> list[str]:
     return [f"_pytest.{name}" for name in default_plugins]
 
 
-def serve(path: str) -> None:
+def serve(path: str, drivers: Optional[Sequence[str]] = None) -> None:
+    """Serve runs at ``path`` until stdin closes, with the libraries preloaded (the drivers named, or all)."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)
-    for name in (*PRELOAD, *_pytest_plugins()):
+    chosen = DRIVERS if drivers is None else [d for d in drivers if d in DRIVERS]
+    names = [*PRELOAD, *_pytest_plugins(), *(module for driver in chosen for module in DRIVERS[driver])]
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        names.extend(WITHOUT_AUTOLOAD)
+    for name in names:
         with contextlib.suppress(Exception):  # a library this cell lacks, or one that fails: the run will say so
             importlib.import_module(name)
     gc.freeze()  # the preloaded libraries: shared with every run, never scanned (nor copied) by its collector
@@ -268,12 +276,16 @@ def _run(wanted: Mapping[str, Any], fds: Sequence[int]) -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-    if len(argv) >= 2 and argv[0] == "--serve":
+    if len(argv) == 2 and argv[0] == "--serve":
         serve(argv[1])
+    elif len(argv) == 4 and argv[0] == "--serve" and argv[2] == "--drivers":
+        serve(argv[1], [d for d in argv[3].split(",") if d])
     elif len(argv) >= 3 and argv[0] == "--client" and argv[2] == "--":
         client(argv[1], argv[3:])
     else:
-        sys.exit("usage: python -m matrix.scenarios.forkserver --serve SOCKET | --client SOCKET -- PYTEST_ARGS")
+        sys.exit(
+            "usage: python -m matrix.scenarios.forkserver --serve SOCKET [--drivers D1,D2] | --client SOCKET -- ARGS"
+        )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ whoever waits for it can still stop it (the matrix runner's watchdog kills the c
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from matrix import install
 from matrix.scenarios import forkserver
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,19 +37,24 @@ def test_dies():
 """
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[str]:
+@contextlib.contextmanager
+def serving(tmp_path: Path, *options: str, **variables: str) -> Iterator[str]:
     path = str(tmp_path / "s")
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "matrix.scenarios.forkserver", "--serve", path], stdin=subprocess.PIPE, env=env
-    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), **variables}
+    command = [sys.executable, "-m", "matrix.scenarios.forkserver", "--serve", path, *options]
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, env=env)
     assert forkserver.wait_listening(path, process)
     yield path
     assert process.stdin is not None
     process.stdin.close()  # it ends when its stdin closes
     assert process.wait(timeout=10) == 0
     assert not os.path.exists(path)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    with serving(tmp_path) as path:
+        yield path
 
 
 def suite(tmp_path: Path) -> Path:
@@ -106,17 +113,39 @@ def test_a_run_through_the_server_exits_and_reports_like_pytest(tmp_path: Path, 
     assert direct.returncode == run.returncode
 
 
-def test_a_run_through_the_server_hears_no_already_imported_warning(tmp_path: Path, server: str) -> None:
-    """The server preloads only what pytest never rewrites. Had it imported an installed plugin (this environment
-    has pytest-asyncio, anyio, the greenlight plugin …) or a ``-p`` module of the matrix's runs, every run would
-    warn "Module already imported so cannot be rewritten": here an error, so the run fails."""
+@pytest.mark.parametrize("autoload", ["on", "off"])
+def test_a_run_through_the_server_hears_no_already_imported_warning(tmp_path: Path, autoload: str) -> None:
+    """The server preloads only what pytest never rewrites. Had it imported a module that a run loads as a plugin
+    (with autoload off, as the matrix runs: ``-p`` for pytest-asyncio, anyio's plugin, the greenlight plugin, the
+    recorder …; with it on, every installed plugin's distribution), the run would warn "Module already imported so
+    cannot be rewritten": here an error."""
+    off = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"} if autoload == "off" else {}
     args = ["-q", "-k", "passes", "-W", "error::pytest.PytestAssertRewriteWarning"]
-    plugins = ["-p", "matrix.scenarios.recorder", "-p", "matrix.scenarios.probe"]
-    run = client(server, suite(tmp_path), env(tmp_path), *args, *plugins)
-    output, _ = run.communicate(timeout=60)
+    plugins = ["matrix.scenarios.recorder", "matrix.scenarios.probe", "matrix.watch"]
+    args += install.plugin_args([*plugins, "pytest_greenlight.hooks"]) if off else [f"-p{p}" for p in plugins]
+    with serving(tmp_path, **off) as path:
+        run = client(path, suite(tmp_path), env(tmp_path, **off), *args)
+        output, _ = run.communicate(timeout=60)
     assert run.returncode == 0, output
     assert "1 passed" in output
     assert "cannot be rewritten" not in output
+
+
+def test_the_server_preloads_the_drivers_it_is_given_and_no_other(tmp_path: Path) -> None:
+    """A SQLite-only cell's server need not import the server drivers (0.35 CPU-s a cell)."""
+    directory = tmp_path / "modules"
+    directory.mkdir()
+    (directory / "test_modules.py").write_text(
+        "import sys\n\n"
+        "def test_preloaded():\n"
+        "    assert {'aiosqlite', 'sqlalchemy.dialects.sqlite.aiosqlite', 'sqlalchemy'} <= set(sys.modules)\n"
+        "    assert not {'asyncpg', 'psycopg', 'aiomysql', 'asyncmy'} & set(sys.modules)\n",
+        encoding="utf-8",
+    )
+    with serving(tmp_path, "--drivers", "aiosqlite") as path:
+        run = client(path, directory, env(tmp_path), "-q")
+        output, _ = run.communicate(timeout=60)
+    assert run.returncode == 0, output
 
 
 def test_without_a_server_the_client_runs_pytest_itself(tmp_path: Path) -> None:
