@@ -6,6 +6,7 @@ shown); this makes the text itself harmless and readable wherever it ends up, th
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
@@ -32,6 +33,16 @@ _URL_TAIL = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]{0,40}://[^\s:/@]*:)[^\s@]*\Z")
 def clean_text(value: Any, cap: int = SHORT_CAP) -> str:
     """Return ``value`` as inert, length-capped text: no ANSI escapes, no control characters, valid UTF-8."""
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return _clean_short(text, cap) if len(text) <= _REMEMBERED else _clean(text, cap)
+
+
+# A full run's report cleans 1.7 million strings, most of them short and repeated (scenario ids, checks, the same
+# message in many cells): remembered, the report of 465 results files took 10 s instead of 34. Long texts
+# (tracebacks) are cleaned each time, so that the cache stays small (at most 65,536 × 1,000 characters).
+_REMEMBERED = 1_000
+
+
+def _clean(text: str, cap: int) -> str:
     original_length = len(text)
     # Cut before the regexes run so a 10 MB message costs nothing; an escape sequence cut in half is then
     # caught by _CONTROL.
@@ -46,3 +57,6 @@ def clean_text(value: Any, cap: int = SHORT_CAP) -> str:
         kept = _URL_TAIL.sub(r"\1***", text[:cap])
         text = f"{kept}… [truncated: {original_length:,} characters in the results file]"
     return text
+
+
+_clean_short = functools.lru_cache(maxsize=1 << 16)(_clean)
