@@ -38,7 +38,7 @@ def clean_text(value: Any, cap: int = SHORT_CAP) -> str:
 
 # A full run's report cleans 1.7 million strings, most of them short and repeated (scenario ids, checks, the same
 # message in many cells): remembered, the report of 465 results files took 10 s instead of 34. Long texts
-# (tracebacks) are cleaned each time, so that the cache stays small (at most 65,536 × 1,000 characters).
+# (tracebacks) are cleaned each time, so that the cache stays small (at most 65,536 texts of 1,000 characters).
 _REMEMBERED = 1_000
 
 
