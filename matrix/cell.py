@@ -217,7 +217,7 @@ class CellRunner:
     ) -> Path:
         """One subject's scenario run, forked from the cell's server at ``forkserver`` (when it has one)."""
         label = f"{self.position} ({subject.name})"
-        modules = subject_plugins(self.python, subject, self.launcher)
+        modules = subject_plugins(self.python, subject)
         key = f"{self.cell.id}__{subject.name}"
         out = self.work / f"{subject.name}.jsonl"
         out.unlink(missing_ok=True)

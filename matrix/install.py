@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Optional
 
@@ -38,12 +39,6 @@ try:
 except ImportError:
     sqlite = None
 print(json.dumps({"versions": found, "sqlite": sqlite}))
-"""
-
-_ENTRY_POINTS_SCRIPT = r"""
-import importlib.metadata as m, json, sys
-dist = m.distribution(sys.argv[1])
-print(json.dumps(sorted({ep.value.split(":")[0] for ep in dist.entry_points if ep.group == "pytest11"})))
 """
 
 
@@ -130,17 +125,16 @@ def inspect_env(python: Path, via: Interpreter = HOST) -> tuple[dict[str, str], 
     return dict(sorted(found["versions"].items())), found["sqlite"]
 
 
-def subject_plugins(python: Path, subject: Subject, via: Interpreter = HOST) -> list[str]:
-    """The modules named by the subject distribution's ``pytest11`` entry points (nothing for ``none``)."""
+def subject_plugins(python: Path, subject: Subject) -> list[str]:
+    """The modules named by the subject distribution's ``pytest11`` entry points (nothing for ``none``), read from
+    the cell environment's metadata by this process (a process of the cell's interpreter cost 0.08 CPU-s)."""
     if subject.distribution is None:
         return []
-    done = via.run(
-        [str(python), "-c", _ENTRY_POINTS_SCRIPT, subject.distribution],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return list(json.loads(done.stdout))
+    site = [str(path) for path in sorted((python.parent.parent / "lib").glob("python*/site-packages"))]
+    found = next(iter(metadata.distributions(name=subject.distribution, path=site)), None)
+    if found is None:
+        raise metadata.PackageNotFoundError(f"{subject.distribution} is not installed in {python.parent.parent}")
+    return sorted({ep.value.split(":")[0] for ep in found.entry_points if ep.group == "pytest11"})
 
 
 def plugin_args(modules: Sequence[str]) -> list[str]:

@@ -140,17 +140,16 @@ def find(
 
 
 def behind_launcher(path: str) -> str:
-    """The interpreter that ``path`` starts: itself, or, for a launcher script (pyenv's and asdf's shims), the one the
-    script execs, asked once. uv queries and starts the cell's interpreter several times; through pyenv's shim each
-    time is a dozen short processes (bash, pyenv-exec, pyenv-version-name …), about 0.2 CPU-s a cell."""
+    """The interpreter that ``path`` stands for, asked once (one short process a cell). A launcher script
+    (pyenv's and asdf's shims) execs another: uv queries and starts the cell's interpreter several times, and
+    through pyenv's shim each time is a dozen short processes (about 0.2 CPU-s a cell). A virtual environment's
+    interpreter (nox's own script environment is first on PATH for the Python nox runs on) has a base interpreter:
+    results then say what ran, not the environment nox happened to be in."""
     try:
-        with open(path, "rb") as handle:
-            if handle.read(2) != b"#!":
-                return path
-        probe = [path, "-c", "import sys; print(sys.executable)"]
+        probe = [path, "-c", "import sys; print(getattr(sys, '_base_executable', None) or sys.executable)"]
         real = subprocess.run(probe, capture_output=True, text=True, timeout=60, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return path  # the launcher as it is: uv runs it the same way, only slower
+        return path  # as it is: uv runs it the same way, only slower
     return real if real and os.access(real, os.X_OK) else path
 
 

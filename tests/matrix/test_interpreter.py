@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from matrix import interpreter, runtime
 from matrix.interpreter import HOST, Interpreter
 
 ROOT = Path(__file__).resolve().parents[2]
+BASE = getattr(sys, "_base_executable", None) or sys.executable  # the interpreter below this test's venv
 
 
 def cached_root(cache: Path) -> Path:
@@ -55,10 +57,24 @@ def test_a_launcher_script_on_path_gives_way_to_the_interpreter_it_starts(tmp_pa
     launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
     launcher.chmod(0o755)
     found = interpreter.find("3.15", env_dir=tmp_path / "env", cache_dir=tmp_path / "cache", log=pytest.fail)
-    assert found == Interpreter("3.15", sys.executable)
+    assert found == Interpreter("3.15", BASE)  # the launcher starts this test's venv, whose base it gives
     # A launcher that does not answer is used as it is.
     launcher.write_text("#!/bin/sh\nexit 3\n")
     assert interpreter.behind_launcher(str(launcher)) == str(launcher)
+
+
+def test_a_virtual_environments_interpreter_on_path_gives_way_to_its_base(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nox puts its own script environment's bin first on PATH: a cell of that Python must not say it ran there."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    (venv / "bin" / "python3.15").symlink_to("python")
+    monkeypatch.setenv("PATH", str(venv / "bin"))
+    found = interpreter.find("3.15", env_dir=tmp_path / "env", cache_dir=tmp_path / "cache", log=pytest.fail)
+    assert isinstance(found, Interpreter)
+    # The base's own path, not the link on PATH nor the environment's (whose link leads to the same file).
+    assert Path(found.executable).parent == Path(BASE).parent
 
 
 def test_without_one_on_path_the_cell_gets_the_runtime_roots(tmp_path: Path, empty_path: Path) -> None:
