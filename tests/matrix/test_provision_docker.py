@@ -29,6 +29,7 @@ from matrix.axes import Database
 from matrix.images.build import image_label
 from matrix.images.recipes import MARIADB_10_11, MYSQL_9_7, POSTGRESQL_15
 from matrix.provision import Provisioner, Server, Unavailable, admin, containers, engine
+from tests.matrix.admin_tls import tls_of_admin_and_default
 
 pytestmark = pytest.mark.docker
 
@@ -156,6 +157,19 @@ def test_container_starts_once_and_answers_with_the_nasty_password(shared: Provi
     assert one == 1
     # The version the server reports is the one the database and its image are named for.
     assert (first.server_version or "").startswith(database.name.split("-", 1)[1] + ".")
+
+
+def test_admin_connections_use_tls_exactly_when_the_drivers_default_would(shared: Provisioner) -> None:
+    """MySQL 9.7 offers TLS and gets it; PostgreSQL 15 and MariaDB 10.11 (Debian's packages) do not, and the admin
+    connection falls back to plain: the drivers' own policy, with one SSL context instead of one per connection."""
+    seen = {}
+    for database in (POSTGRES, MARIADB, MYSQL):
+        server = shared.acquire(database)
+        assert isinstance(server, Server), server
+        ours, default = tls_of_admin_and_default(server)
+        assert ours == default, database.name
+        seen[database.name] = ours
+    assert set(seen.values()) == {True, False}, f"both ways were to be tried: {seen}"
 
 
 def test_two_databases_on_one_image_share_the_container(shared: Provisioner) -> None:

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from matrix.axes import Database
 from matrix.provision import Provisioner, Server, Unavailable, admin
+from tests.matrix.admin_tls import tls_of_admin_and_default
 
 pytestmark = pytest.mark.local_servers
 
@@ -69,6 +70,17 @@ def test_url_server_is_acquired_with_its_real_version(provisioner: Provisioner, 
     version_query = "SHOW server_version" if database.kind == "postgresql" else "SELECT VERSION()"
     [(reported,)] = run(query(got.url(DRIVER[database.kind], got.admin_database or ""), version_query))
     assert str(reported).startswith(got.server_version or "?")
+
+
+@pytest.mark.parametrize("database", [POSTGRES, MARIADB], ids=["postgresql", "mariadb"])
+def test_admin_connections_use_tls_exactly_when_the_drivers_default_would(
+    provisioner: Provisioner, database: Database
+) -> None:
+    """Neither local server offers TLS: the admin connection falls back to plain, as the drivers' default does."""
+    server = provisioner.acquire(database)
+    assert isinstance(server, Server), server
+    assert tls_of_admin_and_default(server) == (False, False)
+    assert tls_of_admin_and_default(server) == (False, False)  # the refusal remembered, the same answer
 
 
 @pytest.mark.parametrize("database", [POSTGRES, MARIADB], ids=["postgresql", "mariadb"])
