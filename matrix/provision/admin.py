@@ -12,7 +12,7 @@ import hashlib
 import re
 import ssl
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Optional
 
 from matrix.provision.server import Server
 
@@ -134,7 +134,9 @@ def _refused_tls(exc: Exception) -> bool:
     return "refuses SSL" in str(exc) or getattr(exc, "args", (None,))[0] == 2026
 
 
-def _connect_once(server: Server, tls: bool) -> Any:
+def _connect_once(server: Server, tls: Optional[bool]) -> Any:
+    """``tls``: True requires it (with the shared context), False goes without, None leaves it to the driver's
+    default (what the tests compare this module's policy with)."""
     if server.kind == "postgresql":
         import pg8000.dbapi
 
@@ -145,7 +147,7 @@ def _connect_once(server: Server, tls: bool) -> Any:
             port=server.port,
             database=server.admin_database or "postgres",
             timeout=CONNECT_TIMEOUT,
-            ssl_context=_unverified_tls() if tls else False,
+            **({} if tls is None else {"ssl_context": _unverified_tls() if tls else False}),
         )
         # CREATE/DROP DATABASE cannot run inside a transaction block.
         connection.autocommit = True
@@ -160,7 +162,7 @@ def _connect_once(server: Server, tls: bool) -> Any:
         database=server.admin_database,
         connect_timeout=CONNECT_TIMEOUT,
         autocommit=True,
-        **({"ssl": _unverified_tls()} if tls else {"ssl_disabled": True}),
+        **({} if tls is None else {"ssl": _unverified_tls()} if tls else {"ssl_disabled": True}),
     )
 
 

@@ -21,26 +21,7 @@ def session_uses_tls(server: Server, cursor: Any) -> bool:
 @contextlib.contextmanager
 def drivers_default(server: Server) -> Iterator[Any]:
     """A cursor of a connection made with the driver's defaults (no TLS argument at all)."""
-    if server.kind == "postgresql":
-        import pg8000.dbapi
-
-        connection = pg8000.dbapi.connect(
-            user=server.user,
-            password=server.password or None,
-            host=server.host,
-            port=server.port,
-            database=server.admin_database or "postgres",
-        )
-    else:
-        import pymysql
-
-        connection = pymysql.connect(
-            host=server.host,
-            port=server.port,
-            user=server.user,
-            password=server.password,
-            database=server.admin_database,
-        )
+    connection = admin._connect_once(server, tls=None)
     try:
         yield connection.cursor()
     finally:
