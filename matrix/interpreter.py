@@ -12,7 +12,9 @@ Standard library only: the noxfile imports it (through :mod:`matrix.progress`).
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from matrix import debian, runtime
+from matrix import contract, debian, runtime
 from matrix.paths import BUILD, ROOT
 
 # Host variables that mean the same inside a root (by prefix); the rest name host paths (PATH, HOME, PYENV_*) or
@@ -140,17 +142,49 @@ def find(
 
 
 def behind_launcher(path: str) -> str:
-    """The interpreter that ``path`` stands for, asked once (one short process a cell). A launcher script
-    (pyenv's and asdf's shims) execs another: uv queries and starts the cell's interpreter several times, and
-    through pyenv's shim each time is a dozen short processes (about 0.2 CPU-s a cell). A virtual environment's
-    interpreter (nox's own script environment is first on PATH for the Python nox runs on) has a base interpreter:
-    results then say what ran, not the environment nox happened to be in."""
+    """The interpreter that ``path`` stands for, asked once per run (the answer is kept in build/progress for the
+    run's other cells and ``nox -j`` workers). A launcher script (pyenv's and asdf's shims) execs another: uv
+    queries and starts the cell's interpreter several times, and through pyenv's shim each time is a dozen short
+    processes (about 0.2 CPU-s a cell). A virtual environment's interpreter (nox's own script environment is first
+    on PATH for the Python nox runs on) has a base interpreter: results then say what ran, not the environment nox
+    happened to be in."""
+    try:
+        key = f"{path}:{os.stat(path).st_mtime_ns}"  # a launcher rewritten during the run is asked again
+    except OSError:
+        return path
+    memo = _launcher_memo()
+    known = _read_memo(memo)
+    if key in known:
+        return known[key]
+    real = _ask_base(path)
+    if memo is not None:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        temp = memo.with_suffix(f".{os.getpid()}.tmp")
+        temp.write_text(json.dumps({**_read_memo(memo), key: real}), encoding="utf-8")
+        os.replace(temp, memo)  # two workers writing at once may drop one answer: that one is asked again
+    return real
+
+
+def _ask_base(path: str) -> str:
     try:
         probe = [path, "-c", "import sys; print(getattr(sys, '_base_executable', None) or sys.executable)"]
         real = subprocess.run(probe, capture_output=True, text=True, timeout=60, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return path  # as it is: uv runs it the same way, only slower
     return real if real and os.access(real, os.X_OK) else path
+
+
+def _launcher_memo() -> Optional[Path]:
+    run = contract.text(contract.RUN_ID)
+    return BUILD / "progress" / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', run)}.interpreters.json" if run else None
+
+
+def _read_memo(memo: Optional[Path]) -> dict[str, str]:
+    try:
+        found = json.loads(memo.read_text(encoding="utf-8")) if memo is not None else {}
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
 
 def available(version: str, cache_dir: Path = runtime.CACHE_DIR) -> bool:

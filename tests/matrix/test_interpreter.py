@@ -63,6 +63,25 @@ def test_a_launcher_script_on_path_gives_way_to_the_interpreter_it_starts(tmp_pa
     assert interpreter.behind_launcher(str(launcher)) == str(launcher)
 
 
+def test_a_run_asks_a_launcher_once_for_all_its_cells(
+    tmp_path: Path, empty_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A warm run re-uses its cells without starting anything: asking pyenv's shim per cell cost it a third more."""
+    asked = tmp_path / "asked"
+    launcher = empty_path / "python3.15"
+    launcher.write_text(f'#!/bin/sh\necho once >> "{asked}"\nexec "{sys.executable}" "$@"\n')
+    launcher.chmod(0o755)
+    monkeypatch.setattr(interpreter, "BUILD", tmp_path / "build")
+    monkeypatch.setenv("GREENLIGHT_RUN_ID", "run-1")
+    for _ in range(3):
+        found = interpreter.find("3.15", env_dir=tmp_path / "env", cache_dir=tmp_path / "cache", log=pytest.fail)
+        assert found == Interpreter("3.15", BASE)
+    assert asked.read_text().split() == ["once"]
+    monkeypatch.setenv("GREENLIGHT_RUN_ID", "run-2")  # the next run asks again: pyenv may point elsewhere by then
+    interpreter.find("3.15", env_dir=tmp_path / "env", cache_dir=tmp_path / "cache", log=pytest.fail)
+    assert asked.read_text().split() == ["once", "once"]
+
+
 def test_a_virtual_environments_interpreter_on_path_gives_way_to_its_base(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
