@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from matrix import contract, debian, runtime
+from matrix import contract, debian, runtime, selection
 from matrix.paths import BUILD, ROOT
 
 # Host variables that mean the same inside a root (by prefix); the rest name host paths (PATH, HOME, PYENV_*) or
@@ -176,7 +175,7 @@ def _ask_base(path: str) -> str:
 
 def _launcher_memo() -> Optional[Path]:
     run = contract.text(contract.RUN_ID)
-    return BUILD / "progress" / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', run)}.interpreters.json" if run else None
+    return selection.interpreters_path(run, BUILD / "progress") if run else None
 
 
 def _read_memo(memo: Optional[Path]) -> dict[str, str]:

@@ -46,6 +46,11 @@ def done_path(run: str, directory: Path = PROGRESS) -> Path:
     return directory / f"{_safe(run)}.done"
 
 
+def interpreters_path(run: str, directory: Path = PROGRESS) -> Path:
+    """What each Python's PATH entry stands for, asked once per run (:func:`matrix.interpreter.behind_launcher`)."""
+    return directory / f"{_safe(run)}.interpreters.json"
+
+
 def parallel_jobs(argv: Sequence[str], environ: Optional[Mapping[str, str]] = None) -> int:
     """The number of cells nox runs at once: ``-j N`` / ``--parallel N`` (``auto``: the CPU count), else
     ``NOX_PARALLEL``, else 1."""
